@@ -1,0 +1,277 @@
+"""The one ``giaoban`` command: serve, db, demo, user, units, sites, audit."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from giaoban.audit.log import Actor
+from giaoban.context import AppContext, Tx
+from giaoban.errors import DomainError
+from giaoban.settings import get_settings
+
+
+def _ctx() -> AppContext:
+    return AppContext.from_settings(get_settings())
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from giaoban.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, args.revision)
+    print(f"Cơ sở dữ liệu đã cập nhật ({args.revision}).")
+    return 0
+
+
+def print_logins(logins: Sequence[object]) -> None:
+    print("\nTài khoản demo / demo logins:")
+    print(f"  {'username':<16} {'password':<22} {'role':<17} scope")
+    for login in logins:
+        print(
+            f"  {login.username:<16} {login.password:<22} {login.role:<17} {login.scope}"  # type: ignore[attr-defined]
+        )
+    print()
+
+
+def cmd_demo_load(args: argparse.Namespace) -> int:
+    from giaoban.demo import is_empty, load_demo
+
+    ctx = _ctx()
+    if not is_empty(ctx):
+        if args.if_empty:
+            print("Cơ sở dữ liệu đã có dữ liệu; bỏ qua nạp demo.")
+            return 0
+        print("Cơ sở dữ liệu không rỗng: chỉ nạp demo vào cơ sở dữ liệu rỗng.", file=sys.stderr)
+        return 1
+    logins = load_demo(ctx, password=args.password)
+    print_logins(logins)
+    creds = ctx.settings.data_dir / "demo-logins.txt"
+    creds.touch(mode=0o600)
+    creds.write_text("".join(f"{x.username}\t{x.password}\t{x.role}\t{x.scope}\n" for x in logins))
+    print(f"(đã lưu vào {creds})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from giaoban.web.app import create_app
+
+    settings = get_settings()
+    if args.migrate:
+        from giaoban.migrate import upgrade
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.resolved_database_url)
+    app = create_app(settings=settings)
+    if args.demo:
+        from giaoban.demo import is_empty, load_demo
+
+        ctx: AppContext = app.state.ctx
+        if is_empty(ctx):
+            print_logins(load_demo(ctx))
+        else:
+            creds = settings.data_dir / "demo-logins.txt"
+            if creds.exists():
+                print(f"Tài khoản demo: xem {creds}")
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"Giao Ban: http://{host}:{port}/")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    return 0
+
+
+def _tx(ctx: AppContext, session: object) -> Tx:
+    return Tx(session, ctx.audit, Actor.system(f"cli:{getpass.getuser()}"))  # type: ignore[arg-type]
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from giaoban.org import accounts
+    from giaoban.org.units import get_unit_by_code
+
+    ctx = _ctx()
+    password = args.password or getpass.getpass("Mật khẩu: ")
+    with ctx.db.session() as session:
+        roles = []
+        for spec in args.role or []:
+            role, _, code = spec.partition("@")
+            unit = get_unit_by_code(session, code)
+            if unit is None:
+                raise DomainError(f"Không tìm thấy đơn vị '{code}' (dạng vai_trò@mã_đơn_vị).")
+            roles.append(accounts.RoleSpec(role=role, unit_id=unit.id))
+        user = accounts.create_user(
+            _tx(ctx, session),
+            username=args.username,
+            password=password,
+            full_name=args.full_name,
+            roles=roles,
+        )
+        print(f"Đã tạo người dùng {user.username} (id {user.id}).")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from giaoban.org import accounts
+
+    ctx = _ctx()
+    password = args.password or getpass.getpass("Mật khẩu mới: ")
+    with ctx.db.session() as session:
+        user = accounts.get_user_by_name(session, args.username)
+        if user is None:
+            raise DomainError(f"Không có người dùng '{args.username}'.")
+        accounts.reset_password(_tx(ctx, session), user.id, password, must_change=False)
+        if args.unlock:
+            accounts.set_locked(_tx(ctx, session), user.id, False)
+    print("Đã đặt mật khẩu mới.")
+    return 0
+
+
+def _print_import_error(exc: DomainError) -> None:
+    print(f"Lỗi: {exc.message}", file=sys.stderr)
+    for item in exc.details or []:
+        print(f"  dòng {item['row']}: {item['message']}", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from giaoban.org import io as org_io
+    from giaoban.org.units import allowed_kinds
+
+    ctx = _ctx()
+    path = Path(args.file)
+    data = path.read_bytes()
+    try:
+        with ctx.db.session() as session:
+            tx = _tx(ctx, session)
+            if args.what == "units":
+                report = org_io.import_units(
+                    tx,
+                    data,
+                    path.name,
+                    effective=args.effective,
+                    with_sites=args.with_sites,
+                    kinds=allowed_kinds(ctx.settings.extra_unit_kinds),
+                    dry_run=args.dry_run,
+                )
+            else:
+                report = org_io.import_sites(tx, data, path.name, dry_run=args.dry_run)
+    except DomainError as exc:
+        _print_import_error(exc)
+        return 2
+    verb = "Sẽ tạo" if args.dry_run else "Đã tạo"
+    print(f"{verb} {report.created} {args.what} ({report.sites_created} điểm cầu kèm theo).")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from giaoban.org import io as org_io
+    from giaoban.org.sites import SiteFilter, query_sites
+    from giaoban.org.units import UnitFilter
+
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        if args.what == "units":
+            data = org_io.export_units(session, args.format, UnitFilter(as_of=args.as_of))
+        else:
+            data = org_io.export_sites(session, args.format, query_sites(SiteFilter()))
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(args.output).write_bytes(data)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        report = ctx.audit.verify(session)
+    if report.ok:
+        print(f"Nhật ký toàn vẹn: {report.checked} bản ghi, chuỗi băm khớp.")
+        return 0
+    print(
+        f"NHẬT KÝ BỊ SỬA ĐỔI: {len(report.problems)} vấn đề trong {report.checked} bản ghi:", file=sys.stderr
+    )
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="giaoban", description="Giao Ban — giao ban trực tuyến và hồ sơ tổ chức"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web server (and its media plane)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--migrate", action="store_true", help="upgrade the database first")
+    serve.add_argument(
+        "--demo", action="store_true", help="load the demo organization if the database is empty"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    up = db.add_parser("upgrade", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
+    load = demo.add_parser("load", help="load the demo organization and logins")
+    load.add_argument("--if-empty", action="store_true", help="do nothing if the database has data")
+    load.add_argument("--password", help="one password for every demo login (default: generated)")
+    load.set_defaults(func=cmd_demo_load)
+
+    user = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--full-name", default="")
+    create.add_argument("--password", help="(prompted when omitted)")
+    create.add_argument("--role", action="append", help="ROLE@UNIT_CODE, e.g. admin@TW (repeatable)")
+    create.set_defaults(func=cmd_user_create)
+    passwd = user.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("username")
+    passwd.add_argument("--password", help="(prompted when omitted)")
+    passwd.add_argument("--unlock", action="store_true", help="also unlock the account")
+    passwd.set_defaults(func=cmd_user_passwd)
+
+    for what in ("units", "sites"):
+        group = sub.add_parser(what, help=f"{what} import/export").add_subparsers(
+            dest="io_command", required=True
+        )
+        imp = group.add_parser("import", help="import a TSV/CSV/XLSX file (all rows or nothing)")
+        imp.add_argument("file")
+        imp.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+        if what == "units":
+            imp.add_argument("--effective", type=date.fromisoformat, help="valid from (YYYY-MM-DD)")
+            imp.add_argument("--with-sites", action="store_true", help="one site per new unit")
+        imp.set_defaults(func=cmd_import, what=what)
+        exp = group.add_parser("export", help="export as TSV/CSV/XLSX")
+        exp.add_argument("--format", choices=("tsv", "csv", "xlsx"), default="tsv")
+        exp.add_argument("--output", "-o", default="-")
+        if what == "units":
+            exp.add_argument("--as-of", type=date.fromisoformat)
+        exp.set_defaults(func=cmd_export, what=what, as_of=None)
+
+    audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check the hash chain; exit 1 if anything was altered")
+    verify.set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DomainError as exc:
+        print(f"Lỗi: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Organization: effective-dated unit tree, sites, users, roles and their scopes."""

@@ -1,0 +1,72 @@
+"""/api/v1/auth: bearer tokens for scripts, the caller's identity, password change."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from giaoban.audit.log import Actor
+from giaoban.context import AppContext, Tx
+from giaoban.org import accounts
+from giaoban.org.access import Perm
+from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange
+from giaoban.web.api.common import ERRORS
+from giaoban.web.api.users import user_out
+from giaoban.web.deps import Web, client_ip, get_ctx, web
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
+
+
+def do_login(
+    ctx: AppContext, request: Request, username: str, password: str, totp: str | None, kind: str
+) -> accounts.LoginResult:
+    """Shared by the API and the login page: failed attempts are committed, then reported."""
+    actor = Actor(None, username.strip().lower()[:64], client_ip(request))
+    with ctx.db.session() as session:
+        result = accounts.login(
+            Tx(session, ctx.audit, actor),
+            ctx.settings,
+            username=username,
+            password=password,
+            totp=totp,
+            kind=kind,
+            user_agent=request.headers.get("user-agent", ""),
+        )
+    if isinstance(result, accounts.LoginFailure):
+        raise result.error
+    return result
+
+
+@router.post("/login", response_model=LoginOut, summary="Log in; returns a bearer token")
+def login(body: LoginIn, request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> LoginOut:
+    result = do_login(ctx, request, body.username, body.password, body.totp, "bearer")
+    with ctx.db.session() as session:
+        user = accounts.get_user(session, result.user.id)
+        return LoginOut(token=result.token, expires_at=result.session.expires_at, user=user_out(user))
+
+
+@router.post("/logout", status_code=204, summary="End this token or session")
+def logout(w: Annotated[Web, Depends(web)]) -> None:
+    with w.tx() as tx:
+        auth = tx.session.merge(w.caller.auth)
+        accounts.logout(tx, auth)
+
+
+@router.get("/me", response_model=MeOut, summary="Who am I, and where may I do what")
+def me(w: Annotated[Web, Depends(web)]) -> MeOut:
+    p = w.principal
+    perms = {}
+    for perm in Perm:
+        ids = [int(path.strip("/").split("/")[-1]) for path in p.unit_paths(perm)]
+        if ids:
+            perms[perm.value] = ids
+    return MeOut(user=user_out(w.caller.user), permissions=perms)
+
+
+@router.post("/password", status_code=204, summary="Change my password")
+def change_password(w: Annotated[Web, Depends(web)], body: PasswordChange) -> None:
+    with w.tx() as tx:
+        accounts.change_password(
+            tx, w.principal.user_id, body.current_password, body.new_password, w.caller.auth.id
+        )

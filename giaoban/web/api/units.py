@@ -1,0 +1,231 @@
+"""/api/v1/units: the effective-dated org tree."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from giaoban.errors import Forbidden, NotFound
+from giaoban.org import units as svc
+from giaoban.org.access import Perm
+from giaoban.org.models import Site, Unit, UnitVersion
+from giaoban.org.schemas import (
+    Page,
+    ReorgOut,
+    UnitClose,
+    UnitCreate,
+    UnitDetail,
+    UnitHistory,
+    UnitMerge,
+    UnitMove,
+    UnitOut,
+    UnitSplit,
+    UnitUpdate,
+)
+from giaoban.web.api.common import ERRORS, Limit, Offset, PathId
+from giaoban.web.deps import Web, web
+
+router = APIRouter(prefix="/units", tags=["units"], responses=ERRORS)
+
+
+def _out(version: UnitVersion | Unit, code: str, child_count: int = 0) -> UnitOut:
+    unit_id = version.unit_id if isinstance(version, UnitVersion) else version.id
+    return UnitOut(
+        id=unit_id,
+        code=code,
+        name=version.name,
+        kind=version.kind,
+        parent_id=version.parent_id,
+        depth=version.depth,
+        valid_from=version.valid_from,
+        valid_to=version.valid_to,
+        child_count=child_count,
+    )
+
+
+def readable_unit(w: Web, session: Session, unit_id: int, perm: Perm = Perm.unit_read) -> Unit:
+    """The unit if the caller may read it; otherwise "not found", so nothing about it leaks."""
+    unit = session.get(Unit, unit_id)
+    if unit is None or not w.principal.can_unit(Perm.unit_read, unit.path):
+        raise NotFound(f"Không có đơn vị mã số {unit_id}.", code="unit_not_found")
+    if perm != Perm.unit_read and not w.principal.can_unit(perm, unit.path):
+        raise Forbidden("Bạn không có quyền thay đổi đơn vị này.")
+    return unit
+
+
+def _kinds(w: Web) -> tuple[str, ...]:
+    return svc.allowed_kinds(w.ctx.settings.extra_unit_kinds)
+
+
+@router.get("", response_model=Page[UnitOut], summary="List units (as of a date)")
+def list_units(
+    w: Annotated[Web, Depends(web)],
+    kind: Annotated[str | None, Query(max_length=40)] = None,
+    parent: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Direct children of this unit")
+    ] = None,
+    under: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Whole subtree of this unit")] = None,
+    roots: Annotated[bool, Query(description="Only top-level units the caller can see")] = False,
+    as_of: Annotated[date | None, Query(description="Tree as it stood on this date (default today)")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Name (diacritics-insensitive) or code")
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[UnitOut]:
+    with w.read() as session:
+        scope = w.principal.unit_paths(Perm.unit_read)
+        under_path = readable_unit(w, session, under).path if under is not None else None
+        f = svc.UnitFilter(
+            kind=kind, parent_id=parent, under_path=under_path, as_of=as_of, q=q, scope_paths=scope
+        )
+        stmt = svc.query_units(f)
+        if roots:
+            # The caller's own top: units whose parent they cannot see.
+            roots_ids = [int(p.strip("/").split("/")[-1]) for p in scope]
+            stmt = stmt.where(UnitVersion.unit_id.in_(roots_ids))
+        total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+        rows = session.execute(stmt.limit(limit).offset(offset)).all()
+        counts = svc.child_counts(session, [v.unit_id for v, _ in rows], as_of)
+        return Page(items=[_out(v, code, counts.get(v.unit_id, 0)) for v, code in rows], total=total)
+
+
+@router.get("/{unit_id}", response_model=UnitDetail, summary="One unit, with its ancestors")
+def get_unit(
+    w: Annotated[Web, Depends(web)],
+    unit_id: PathId,
+    as_of: Annotated[date | None, Query()] = None,
+) -> UnitDetail:
+    with w.read() as session:
+        unit = readable_unit(w, session, unit_id)
+        day = as_of or date.today()
+        version = session.execute(
+            select(UnitVersion).where(UnitVersion.unit_id == unit.id, svc.versions_as_of(day))
+        ).scalar_one_or_none()
+        if version is None:
+            raise NotFound(
+                f"Đơn vị chưa có hoặc đã giải thể vào ngày {day.isoformat()}.", code="unit_not_in_effect"
+            )
+        counts = svc.child_counts(session, [unit.id], day)
+        sites = session.execute(select(func.count()).where(Site.unit_id == unit.id)).scalar_one()
+        ancestors = [
+            _out(a, a.code)
+            for a in svc.ancestors(session, unit)
+            if w.principal.can_unit(Perm.unit_read, a.path)
+        ]
+        base = _out(version, unit.code, counts.get(unit.id, 0))
+        return UnitDetail(**base.model_dump(), ancestors=ancestors, site_count=sites)
+
+
+@router.get("/{unit_id}/history", response_model=UnitHistory, summary="Versions, events and lineage")
+def unit_history(w: Annotated[Web, Depends(web)], unit_id: PathId) -> UnitHistory:
+    with w.read() as session:
+        readable_unit(w, session, unit_id)
+        data = svc.history(session, unit_id)
+        unit = data.pop("unit")
+        return UnitHistory(unit=UnitOut(**unit, depth=0), **data)
+
+
+@router.post("", response_model=UnitOut, status_code=201, summary="Create a unit")
+def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
+    with w.tx() as tx:
+        if body.parent_id is None:
+            if not w.principal.is_global(Perm.unit_write):
+                raise Forbidden("Chỉ quản trị toàn hệ thống được tạo đơn vị cấp cao nhất.")
+        else:
+            readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
+        unit = svc.create_unit(
+            tx,
+            code=body.code,
+            name=body.name,
+            kind=body.kind,
+            parent_id=body.parent_id,
+            effective=body.effective,
+            kinds=_kinds(w),
+        )
+        return _out(unit, unit.code)
+
+
+@router.patch("/{unit_id}", response_model=UnitOut, summary="Rename or change kind, effective from a date")
+def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpdate) -> UnitOut:
+    with w.tx() as tx:
+        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        unit = svc.update_unit(
+            tx, unit_id, name=body.name, kind=body.kind, effective=body.effective, kinds=_kinds(w)
+        )
+        return _out(unit, unit.code)
+
+
+@router.post("/{unit_id}/move", response_model=UnitOut, summary="Move under another parent")
+def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) -> UnitOut:
+    with w.tx() as tx:
+        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        if body.parent_id is None:
+            if not w.principal.is_global(Perm.unit_write):
+                raise Forbidden("Chỉ quản trị toàn hệ thống được đưa đơn vị lên cấp cao nhất.")
+        else:
+            readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
+        unit = svc.move_unit(tx, unit_id, new_parent_id=body.parent_id, effective=body.effective)
+        return _out(unit, unit.code)
+
+
+@router.post("/{unit_id}/close", response_model=UnitOut, summary="Dissolve a unit that has no successor")
+def close_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitClose) -> UnitOut:
+    with w.tx() as tx:
+        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        unit = svc.close_unit(tx, unit_id, effective=body.effective)
+        return _out(unit, unit.code)
+
+
+@router.post("/merge", response_model=ReorgOut, summary="Merge units into one (sáp nhập)")
+def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
+    with w.tx() as tx:
+        for source_id in body.source_ids:
+            readable_unit(w, tx.session, source_id, Perm.unit_write)
+        if body.target_id is not None:
+            readable_unit(w, tx.session, body.target_id, Perm.unit_write)
+        if body.new_target is not None:
+            parent_id = body.new_target.parent_id
+            if parent_id is None:
+                parent_id = readable_unit(w, tx.session, body.source_ids[0]).parent_id
+            if parent_id is None:
+                if not w.principal.is_global(Perm.unit_write):
+                    raise Forbidden("Chỉ quản trị toàn hệ thống được tạo đơn vị cấp cao nhất.")
+            else:
+                readable_unit(w, tx.session, parent_id, Perm.unit_write)
+        result = svc.merge_units(
+            tx,
+            source_ids=body.source_ids,
+            target_id=body.target_id,
+            new_target=svc.NewUnit(**body.new_target.model_dump()) if body.new_target else None,
+            new_name=body.new_name,
+            effective=body.effective,
+            kinds=_kinds(w),
+        )
+        return ReorgOut(**result.__dict__)
+
+
+@router.post("/{unit_id}/split", response_model=ReorgOut, summary="Split a unit into new ones (chia tách)")
+def split_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitSplit) -> ReorgOut:
+    with w.tx() as tx:
+        source = readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        if source.parent_id is None:
+            if not w.principal.is_global(Perm.unit_write):
+                raise Forbidden("Chỉ quản trị toàn hệ thống được chia tách đơn vị cấp cao nhất.")
+        else:
+            parent = svc.get_unit(tx.session, source.parent_id)
+            if not w.principal.can_unit(Perm.unit_write, parent.path):
+                raise Forbidden("Các đơn vị mới sẽ thuộc cấp trên, nơi bạn không có quyền tạo đơn vị.")
+        result = svc.split_unit(
+            tx,
+            unit_id,
+            parts=[svc.SplitPart(**p.model_dump()) for p in body.parts],
+            keep_source=body.keep_source,
+            effective=body.effective,
+            kinds=_kinds(w),
+        )
+        return ReorgOut(**result.__dict__)

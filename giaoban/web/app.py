@@ -1,0 +1,103 @@
+"""The ASGI application: API under /api/v1, server-rendered pages, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from giaoban import __version__
+from giaoban.context import AppContext
+from giaoban.errors import DomainError
+from giaoban.org.schemas import Health
+from giaoban.settings import Settings, get_settings
+from giaoban.web.api import audit as audit_api
+from giaoban.web.api import auth as auth_api
+from giaoban.web.api import sites as sites_api
+from giaoban.web.api import units as units_api
+from giaoban.web.api import users as users_api
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _error(status: int, code: str, message: str, details: Any = None, headers: Any = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}}, status_code=status, headers=headers
+    )
+
+
+def create_app(ctx: AppContext | None = None, settings: Settings | None = None) -> FastAPI:
+    ctx = ctx or AppContext.from_settings(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.db.dispose()
+
+    app = FastAPI(
+        title="Giao Ban",
+        version=__version__,
+        description="Giao ban trực tuyến và hồ sơ tổ chức — API v1",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.media = None  # set by `giaoban serve` when it runs a media plane
+
+    for router in (auth_api.router, units_api.router, sites_api.router, users_api.router, audit_api.router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        from giaoban.web.pages import render_error, wants_html
+
+        if wants_html(request):
+            return render_error(request, exc.status, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        from giaoban.web.pages import render_error, wants_html
+
+        if wants_html(request):
+            return render_error(request, exc.status_code, str(exc.detail))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own shape ({"detail": [...]}), which is what the OpenAPI document promises for 422.
+        from fastapi.encoders import jsonable_encoder
+
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness of the app and its parts")
+    async def healthz() -> Health:
+        import anyio
+
+        def db_ok() -> str:
+            try:
+                with ctx.db.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return "ok"
+            except Exception:
+                return "down"
+
+        database = await anyio.to_thread.run_sync(db_ok)
+        media = await app.state.media.health() if app.state.media is not None else None
+        status = "ok" if database == "ok" and (media is None or media.get("status") == "ok") else "degraded"
+        return Health(status=status, database=database, media=media)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    from giaoban.web import pages
+
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,118 @@
+"""Request plumbing shared by the API and the pages: who is calling, CSRF, units of work."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, selectinload
+
+from giaoban.audit.log import Actor
+from giaoban.context import AppContext, Tx
+from giaoban.errors import Forbidden, Unauthorized
+from giaoban.org import accounts
+from giaoban.org.access import Principal
+from giaoban.org.models import AuthSession, RoleAssignment, User
+
+SESSION_COOKIE = "gb_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+@dataclass
+class Caller:
+    """The authenticated caller of one request."""
+
+    principal: Principal
+    auth: AuthSession
+    user: User
+    via_cookie: bool
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.principal.user_id, self.principal.username, self.principal.ip)
+
+
+def _token(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), False
+    return request.cookies.get(SESSION_COOKIE), True
+
+
+def resolve_caller(request: Request, ctx: AppContext, *, allow_pending: bool = False) -> Caller | None:
+    """The caller behind the request's bearer token or session cookie, or None."""
+    token, via_cookie = _token(request)
+    if not token:
+        return None
+    with ctx.db.session() as session:
+        auth = accounts.session_for_token(session, token)
+        if auth is None:
+            return None
+        if via_cookie != (auth.kind == "cookie"):
+            return None  # a cookie token is not a bearer token, and the other way round
+        if auth.second_factor_pending and not allow_pending:
+            return None
+        user = session.get(
+            User, auth.user_id, options=[selectinload(User.roles).selectinload(RoleAssignment.unit)]
+        )
+        if user is None or user.is_locked:
+            return None
+        accounts.touch(auth)
+        principal = Principal.from_user(user, ip=client_ip(request))
+        return Caller(principal=principal, auth=auth, user=user, via_cookie=via_cookie)
+
+
+def check_csrf(request: Request, caller: Caller, form_token: str | None = None) -> None:
+    """Cookie-authenticated changes must carry the session's CSRF token (header or form field)."""
+    if request.method in SAFE_METHODS or not caller.via_cookie:
+        return
+    sent = form_token or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(sent, caller.auth.csrf_token):
+        raise Forbidden("Thiếu hoặc sai mã chống giả mạo (CSRF). Tải lại trang và thử lại.", code="csrf")
+
+
+def api_caller(request: Request, ctx: AppContext = Depends(get_ctx)) -> Caller:
+    caller = resolve_caller(request, ctx)
+    if caller is None:
+        raise Unauthorized("Chưa đăng nhập hoặc phiên đã hết hạn.", code="not_authenticated")
+    check_csrf(request, caller)
+    return caller
+
+
+class Web:
+    """Per-request access to units of work, bound to the caller for the audit trail."""
+
+    def __init__(self, ctx: AppContext, caller: Caller) -> None:
+        self.ctx = ctx
+        self.caller = caller
+
+    @property
+    def principal(self) -> Principal:
+        return self.caller.principal
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self.ctx.db.session() as session:
+            yield Tx(session=session, audit=self.ctx.audit, actor=self.caller.actor)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.ctx.db.session() as session:
+            yield session
+
+
+def web(ctx: AppContext = Depends(get_ctx), caller: Caller = Depends(api_caller)) -> Web:
+    return Web(ctx, caller)

@@ -1,0 +1,135 @@
+"""Shared fixtures. Every database test runs twice: on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from giaoban.audit.log import Actor, AuditLog
+from giaoban.context import AppContext, Tx
+from giaoban.db import Base, Database
+from giaoban.migrate import upgrade
+from giaoban.settings import Settings
+from tests.pg import postgres_database
+
+DEMO_PASSWORD = "Demo-password-2017"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing() -> Iterator[None]:
+    """Cheap argon2 parameters in tests only: the demo creates ~80 users per test."""
+    from giaoban.org import accounts
+
+    real = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._hasher = real
+
+
+@pytest.fixture(scope="session")
+def _pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"_{'pg' if request.param == 'postgresql' else 'sqlite'}_url"))
+
+
+def wipe(db: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.is_sqlite:
+            for name in tables:
+                conn.execute(text(f'DELETE FROM "{name}"'))
+        else:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        database_url=db_url,
+        secret_key="test-secret-key-0123456789",
+        demo_password=DEMO_PASSWORD,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[AppContext]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    wipe(db)
+    context = AppContext(settings=settings, db=db, audit=AuditLog(settings.resolved_secret_key))
+    yield context
+    db.dispose()
+
+
+@pytest.fixture
+def tx(ctx: AppContext) -> Iterator[Tx]:
+    """A transaction as the system actor, committed at the end of the test body."""
+    with ctx.db.session() as session:
+        yield Tx(session, ctx.audit, Actor.system("test"))
+
+
+@dataclass
+class Demo:
+    ctx: AppContext
+    logins: dict[str, str]  # username -> role
+
+    def unit_id(self, code: str) -> int:
+        from giaoban.org.units import get_unit_by_code
+
+        with self.ctx.db.session() as session:
+            unit = get_unit_by_code(session, code)
+            assert unit is not None
+            return unit.id
+
+
+@pytest.fixture
+def demo(ctx: AppContext) -> Demo:
+    from giaoban.demo import load_demo
+
+    logins = load_demo(ctx, password=DEMO_PASSWORD)
+    return Demo(ctx, {x.username: x.role for x in logins})
+
+
+@pytest.fixture
+def app(ctx: AppContext):  # type: ignore[no-untyped-def]
+    from giaoban.web.app import create_app
+
+    return create_app(ctx)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as c:
+        yield c
+
+
+def login(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+    """Bearer headers for ``username``."""
+    r = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
