@@ -73,9 +73,9 @@ def load_demo(ctx: AppContext, password: str | None = None, tsv: Path = DEMO_TSV
         for site, unit in session.execute(select(Site, Unit).join(Unit).order_by(Unit.id)).all():
             add(f"dc-{site.code.lower()}", f"Kỹ thuật viên {site.name}", "site_operator", unit, site.id)
         for code in ORG_STAFF_UNITS:
-            unit = session.execute(select(Unit).where(Unit.code == code)).scalar_one_or_none()
-            if unit is not None:
-                add(f"tochuc-{code.lower()}", f"Cán bộ tổ chức {unit.name}", "org_staff", unit)
+            staff_unit = session.execute(select(Unit).where(Unit.code == code)).scalar_one_or_none()
+            if staff_unit is not None:
+                add(f"tochuc-{code.lower()}", f"Cán bộ tổ chức {staff_unit.name}", "org_staff", staff_unit)
     return logins
 
 

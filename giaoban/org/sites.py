@@ -121,7 +121,7 @@ class SiteFilter:
     site_ids: Sequence[int] | None = None  # a site operator pinned to sites
 
 
-def query_sites(f: SiteFilter) -> Select[Any]:
+def query_sites(f: SiteFilter) -> Select[Site, Unit]:
     stmt = select(Site, Unit).join(Unit, Unit.id == Site.unit_id).order_by(Unit.code, Site.code)
     if f.unit_id is not None:
         stmt = stmt.where(Site.unit_id == f.unit_id)

@@ -80,7 +80,7 @@ class UnitFilter:
     scope_paths: Sequence[str] | None = None  # None: unrestricted
 
 
-def query_units(f: UnitFilter) -> Select[Any]:
+def query_units(f: UnitFilter) -> Select[UnitVersion, str]:
     """Units (their version as of ``f.as_of``, default today) matching the filter, in code order."""
     as_of = f.as_of or date.today()
     stmt = (
@@ -114,7 +114,7 @@ def child_counts(session: Session, parent_ids: Sequence[int], as_of: date | None
         .where(versions_as_of(as_of or date.today()), UnitVersion.parent_id.in_(parent_ids))
         .group_by(UnitVersion.parent_id)
     ).all()
-    return {int(pid): int(n) for pid, n in rows}
+    return {int(pid): int(n) for pid, n in rows if pid is not None}
 
 
 def get_unit(session: Session, unit_id: int) -> Unit:

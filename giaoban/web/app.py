@@ -21,6 +21,7 @@ from giaoban.org.schemas import Health
 from giaoban.settings import Settings, get_settings
 from giaoban.web.api import audit as audit_api
 from giaoban.web.api import auth as auth_api
+from giaoban.web.api import io as io_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
 from giaoban.web.api import users as users_api
@@ -51,7 +52,15 @@ def create_app(ctx: AppContext | None = None, settings: Settings | None = None) 
     app.state.ctx = ctx
     app.state.media = None  # set by `giaoban serve` when it runs a media plane
 
-    for router in (auth_api.router, units_api.router, sites_api.router, users_api.router, audit_api.router):
+    # io first: its fixed paths (/units/export) must win over /units/{unit_id}.
+    for router in (
+        auth_api.router,
+        io_api.router,
+        units_api.router,
+        sites_api.router,
+        users_api.router,
+        audit_api.router,
+    ):
         app.include_router(router, prefix="/api/v1")
 
     @app.exception_handler(DomainError)

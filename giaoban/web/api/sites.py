@@ -34,7 +34,7 @@ def site_out(site: Site, unit: Unit) -> SiteOut:
         contact_phone=site.contact_phone,
         tech_name=site.tech_name,
         tech_phone=site.tech_phone,
-        status=site.status,  # type: ignore[arg-type]
+        status=site.status,
     )
 
 

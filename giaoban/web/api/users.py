@@ -49,7 +49,7 @@ def user_out(user: User) -> UserOut:
                 unit_code=r.unit.code,
                 unit_name=r.unit.name,
                 site_id=r.site_id,
-            )  # type: ignore[arg-type]
+            )
             for r in user.roles
         ],
     )
