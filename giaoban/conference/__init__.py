@@ -1,0 +1,1 @@
+"""Meetings, floor control, attendance, chat (issue 4)."""
