@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and ``create_all`` see the whole schema."""
 
 from giaoban.audit.models import AuditEntry, AuditHead
+from giaoban.conference.models import AgendaItem, Invitation, Meeting
 from giaoban.db import Base
 from giaoban.org.models import (
     AuthSession,
@@ -15,11 +16,14 @@ from giaoban.org.models import (
 )
 
 __all__ = [
+    "AgendaItem",
     "AuditEntry",
     "AuditHead",
     "AuthSession",
     "Base",
+    "Invitation",
     "LoginAttempt",
+    "Meeting",
     "RoleAssignment",
     "Site",
     "Unit",
