@@ -55,12 +55,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 def wipe(db: Database) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    # DELETE, not TRUNCATE: on tables this small it is several times faster on PostgreSQL.
     with db.engine.begin() as conn:
-        if db.is_sqlite:
-            for name in tables:
-                conn.execute(text(f'DELETE FROM "{name}"'))
-        else:
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for name in tables:
+            conn.execute(text(f'DELETE FROM "{name}"'))
 
 
 @pytest.fixture
@@ -104,12 +102,48 @@ class Demo:
             return unit.id
 
 
+_DEMO_CACHE: dict[str, tuple[dict[str, list[dict[str, object]]], dict[str, str]]] = {}
+
+
+def _dump(db: Database) -> dict[str, list[dict[str, object]]]:
+    with db.engine.connect() as conn:
+        return {
+            t.name: [dict(r._mapping) for r in conn.execute(t.select().order_by(*t.primary_key.columns))]
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def _restore(db: Database, rows: dict[str, list[dict[str, object]]]) -> None:
+    with db.engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if rows.get(table.name):
+                conn.execute(table.insert(), rows[table.name])
+        if not db.is_sqlite:
+            for table in Base.metadata.sorted_tables:
+                if "id" in table.columns:
+                    conn.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false) "
+                            f"WHERE pg_get_serial_sequence('{table.name}', 'id') IS NOT NULL"
+                        )
+                    )
+
+
 @pytest.fixture
 def demo(ctx: AppContext) -> Demo:
+    """The demo org and logins. Loaded through the real import path once per database, then
+    restored row for row into each test's empty database (the same rows, ids and audit chain)."""
     from giaoban.demo import load_demo
 
-    logins = load_demo(ctx, password=DEMO_PASSWORD)
-    return Demo(ctx, {x.username: x.role for x in logins})
+    cached = _DEMO_CACHE.get(ctx.db.url)
+    if cached is None:
+        logins = {x.username: x.role for x in load_demo(ctx, password=DEMO_PASSWORD)}
+        _DEMO_CACHE[ctx.db.url] = (_dump(ctx.db), logins)
+    else:
+        _restore(ctx.db, cached[0])
+        logins = cached[1]
+    return Demo(ctx, dict(logins))
 
 
 @pytest.fixture
