@@ -42,7 +42,9 @@ def _free_port() -> int:
 def _throwaway_cluster() -> Iterator[str]:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
-        raise RuntimeError("No PostgreSQL server found: install Debian's 'postgresql' package (make test does).")
+        raise RuntimeError(
+            "No PostgreSQL server found: install Debian's 'postgresql' package (make test does)."
+        )
     bindir = os.path.dirname(bins[-1])
     root = tempfile.mkdtemp(prefix="gb-pg-")
     datadir = os.path.join(root, "data")

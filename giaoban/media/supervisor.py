@@ -1,0 +1,462 @@
+"""Write a Janus config from our settings and keep a local Janus process alive.
+
+The config dir (``<data_dir>/janus/``) is rewritten at every start, so it always matches the settings;
+it holds secrets and is therefore 0700 with 0600 files. Janus's output goes to ``janus.log`` beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import inspect
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Literal
+
+from giaoban.media.client import janus_info
+from giaoban.media.config import JanusSettings
+
+log = logging.getLogger(__name__)
+
+# Everything Debian's janus 1.1.2 ships; used when the library dir cannot be listed.
+KNOWN_MODULES: dict[str, tuple[str, ...]] = {
+    "plugins": (
+        "audiobridge",
+        "duktape",
+        "echotest",
+        "lua",
+        "nosip",
+        "recordplay",
+        "sip",
+        "streaming",
+        "textroom",
+        "videocall",
+        "videoroom",
+        "voicemail",
+    ),
+    "transports": ("http", "mqtt", "nanomsg", "pfunix", "rabbitmq", "websockets"),
+    "events": ("gelfevh", "mqttevh", "nanomsgevh", "rabbitmqevh", "sampleevh", "wsevh"),
+    "loggers": ("jsonlog",),
+}
+WANTED_TRANSPORTS = ("websockets",)
+WANTED_EVENTS = ("sampleevh",)
+# Event types the control room uses; "jsep" (whole SDPs) and "transports" would only cost bandwidth.
+EVENT_MASK = "sessions,handles,webrtc,media,plugins,core"
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+# A run this long counts as healthy: the restart backoff starts again from its initial value.
+STABLE_RUN_SECONDS = 60.0
+
+JcfgValue = str | int | float | bool | list[str]
+JcfgDoc = Mapping[str, Mapping[str, JcfgValue]]
+
+RestartCallback = Callable[[int], Awaitable[None] | None]
+ExitCallback = Callable[[int | None], Awaitable[None] | None]
+SupervisorState = Literal["stopped", "starting", "running", "restarting", "stopping"]
+
+
+class JanusStartError(RuntimeError):
+    """Janus did not come up (binary missing, bad config, port taken…); the message has the log tail."""
+
+
+def find_lib_dir(settings: JanusSettings) -> Path | None:
+    """The directory holding Janus's ``plugins/``, ``transports/``… folders, if it can be found."""
+    if settings.lib_dir is not None:
+        return settings.lib_dir
+    candidates = [*sorted(Path("/usr/lib").glob("*/janus")), Path("/usr/lib/janus")]
+    candidates += [Path("/usr/local/lib/janus"), Path("/opt/janus/lib/janus")]
+    for path in candidates:
+        if (path / "plugins").is_dir() and (path / "transports").is_dir():
+            return path
+    return None
+
+
+def _available(lib_dir: Path | None, kind: str) -> list[str]:
+    if lib_dir is not None and (lib_dir / kind).is_dir():
+        names = sorted(
+            p.name.removeprefix("libjanus_").removesuffix(".so")
+            for p in (lib_dir / kind).glob("libjanus_*.so")
+        )
+        if names:
+            return names
+    return list(KNOWN_MODULES[kind])
+
+
+def _disable_list(lib_dir: Path | None, kind: str, wanted: tuple[str, ...] | list[str]) -> str:
+    return ",".join(f"libjanus_{n}.so" for n in _available(lib_dir, kind) if n not in wanted)
+
+
+def jcfg_quote(value: str) -> str:
+    """Quote a string for libconfig (Janus's .jcfg format)."""
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError("jcfg strings cannot contain newlines or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _jcfg_value(value: JcfgValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(jcfg_quote(v) for v in value) + "]"
+    return jcfg_quote(value)
+
+
+def render_jcfg(doc: JcfgDoc) -> str:
+    """Serialize ``{section: {key: value}}`` as a libconfig document."""
+    out = ["# Written by giaoban.media.supervisor at every start: edit the settings, not this file.\n"]
+    for section, items in doc.items():
+        out.append(f"{section}: {{\n")
+        for key, value in items.items():
+            out.append(f"\t{key} = {_jcfg_value(value)}\n")
+        out.append("}\n")
+    return "".join(out)
+
+
+def render_janus_config(
+    settings: JanusSettings, conf_dir: Path, *, event_backend_url: str | None = None
+) -> dict[str, str]:
+    """Every file of the Janus config dir, as ``{file name: content}``; pure, for tests and dry runs.
+
+    ``event_backend_url`` is where the sample event handler POSTs JSON arrays of events (our own
+    ``/internal/janus/events``); without it event handlers stay off.
+    """
+    if not settings.api_secret or not settings.admin_secret:
+        raise ValueError("api_secret and admin_secret must be set (use load_janus_settings)")
+    lib_dir = find_lib_dir(settings)
+    plugins = ["videoroom", *settings.extra_plugins]
+    general: dict[str, JcfgValue] = {
+        "configs_folder": str(conf_dir),
+        "debug_level": settings.debug_level,
+        "debug_timestamps": True,
+        "debug_colors": False,
+        "server_name": settings.server_name,
+        "api_secret": settings.api_secret,
+        "admin_secret": settings.admin_secret,
+        "session_timeout": settings.session_timeout,
+        "reclaim_session_timeout": settings.reclaim_session_timeout,
+        "hide_dependencies": True,
+    }
+    if lib_dir is not None:
+        for kind in ("plugins", "transports", "events", "loggers"):
+            general[f"{kind}_folder"] = str(lib_dir / kind)
+    nat: dict[str, JcfgValue] = {"nice_debug": False}
+    if settings.ice_ignore_list:
+        nat["ice_ignore_list"] = settings.ice_ignore_list
+    if settings.ice_enforce_list:
+        nat["ice_enforce_list"] = settings.ice_enforce_list
+    if settings.nat_1_1_mapping:
+        nat["nat_1_1_mapping"] = settings.nat_1_1_mapping
+    if settings.stun_server:
+        host, _, port = settings.stun_server.rpartition(":")
+        nat["stun_server"] = host or settings.stun_server
+        nat["stun_port"] = int(port) if host and port.isdigit() else 3478
+    events_on = event_backend_url is not None
+    events: dict[str, JcfgValue] = {
+        "broadcast": events_on,
+        "stats_period": settings.stats_period,
+        "disable": _disable_list(lib_dir, "events", WANTED_EVENTS if events_on else ()),
+    }
+    doc: dict[str, dict[str, JcfgValue]] = {
+        "general": general,
+        "certificates": {},
+        "media": {"rtp_port_range": settings.rtp_port_range},
+        "nat": nat,
+        "plugins": {"disable": _disable_list(lib_dir, "plugins", plugins)},
+        "transports": {"disable": _disable_list(lib_dir, "transports", WANTED_TRANSPORTS)},
+        "loggers": {"disable": _disable_list(lib_dir, "loggers", ())},
+        "events": events,
+    }
+    files = {"janus.jcfg": render_jcfg(doc)}
+    files["janus.transport.websockets.jcfg"] = render_jcfg(
+        {
+            "general": {
+                "json": "compact",
+                "ws": True,
+                "ws_port": settings.ws_port,
+                "ws_ip": settings.bind_address,
+                "wss": False,
+            },
+            "admin": {
+                "admin_ws": True,
+                "admin_ws_port": settings.admin_port,
+                "admin_ws_ip": settings.bind_address,
+                "admin_wss": False,
+            },
+        }
+    )
+    files["janus.plugin.videoroom.jcfg"] = render_jcfg(
+        # No static rooms: every room is created by the app for a meeting and described by it.
+        {"general": {"string_ids": False, "events": True}}
+    )
+    if "streaming" in plugins:
+        files["janus.plugin.streaming.jcfg"] = render_jcfg({"general": {"events": True}})
+    if events_on:
+        assert event_backend_url is not None
+        evh: dict[str, JcfgValue] = {
+            "enabled": True,
+            "events": EVENT_MASK,
+            "grouping": True,
+            "json": "compact",
+            "backend": event_backend_url,
+            "max_retransmissions": 5,
+            "retransmissions_backoff": 100,
+        }
+        if settings.events_secret:
+            evh["backend_user"] = "janus"
+            evh["backend_pwd"] = settings.events_secret
+        files["janus.eventhandler.sampleevh.jcfg"] = render_jcfg({"general": evh})
+    return files
+
+
+def write_janus_config(
+    settings: JanusSettings, conf_dir: Path, *, event_backend_url: str | None = None
+) -> Path:
+    """Write the config dir (0700, files 0600, stale ``*.jcfg`` removed); return the main config file."""
+    files = render_janus_config(settings, conf_dir, event_backend_url=event_backend_url)
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(conf_dir, 0o700)
+    for stale in conf_dir.glob("*.jcfg"):
+        if stale.name not in files:
+            stale.unlink()
+    for name, content in files.items():
+        path = conf_dir / name
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        os.replace(tmp, path)
+    return conf_dir / "janus.jcfg"
+
+
+def _set_parent_death_signal() -> None:
+    """In the child before exec: get SIGTERM if the app dies, so no orphan Janus keeps the ports."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: object) -> None:
+    if callback is None:
+        return
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("janus supervisor callback failed")
+
+
+def read_rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MB, from /proc (None when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class JanusSupervisor:
+    """Runs one local Janus: writes its config, starts it, restarts it when it dies, stops it.
+
+    ``on_restart(n)`` is called after the n-th restart once Janus answers again; ``on_exit(code)`` as soon
+    as an unexpected exit is seen. Both may be plain functions or coroutines.
+    """
+
+    def __init__(
+        self,
+        settings: JanusSettings,
+        data_dir: Path,
+        *,
+        event_backend_url: str | None = None,
+        on_restart: RestartCallback | None = None,
+        on_exit: ExitCallback | None = None,
+        kill_with_parent: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.conf_dir = data_dir / "janus"
+        self.log_path = self.conf_dir / "janus.log"
+        self.pid_path = self.conf_dir / "janus.pid"
+        self.event_backend_url = event_backend_url
+        self.on_restart = on_restart
+        self.on_exit = on_exit
+        self.kill_with_parent = kill_with_parent
+        self.state: SupervisorState = "stopped"
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self.started_at: float | None = None
+        self.startup_seconds: float | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._running = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running Janus, if any."""
+        if self._proc is not None and self._proc.returncode is None:
+            return self._proc.pid
+        return None
+
+    def command(self) -> list[str]:
+        """The argv used to start Janus (with ``ip netns exec`` when a namespace is configured)."""
+        argv = [self.settings.binary, "-F", str(self.conf_dir), "-C", str(self.conf_dir / "janus.jcfg")]
+        if self.settings.netns:
+            # `ip netns exec` execs the program in place, so the pid we hold is Janus itself.
+            argv = ["ip", "netns", "exec", self.settings.netns, *argv]
+        return argv
+
+    async def start(self) -> None:
+        """Write the config, start Janus and wait until it answers; raise JanusStartError otherwise."""
+        if self._monitor is not None:
+            return
+        self._stopping = False
+        self.state = "starting"
+        write_janus_config(self.settings, self.conf_dir, event_backend_url=self.event_backend_url)
+        self._kill_stale()
+        try:
+            await self._spawn_and_wait()
+        except BaseException:
+            await self._terminate()
+            self.state = "stopped"
+            raise
+        self._monitor = asyncio.create_task(self._watch(), name="janus-supervisor")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop Janus (SIGTERM, SIGKILL after ``timeout``) and the supervision."""
+        self._stopping = True
+        self.state = "stopping"
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        await self._terminate(timeout)
+        self._running.clear()
+        self.state = "stopped"
+
+    async def wait_running(self, timeout: float) -> None:
+        """Wait until Janus is up (after a start or a restart)."""
+        await asyncio.wait_for(self._running.wait(), timeout)
+
+    def _kill_stale(self) -> None:
+        """Kill a Janus left behind by a crashed app that still holds our ports and config dir."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(self.conf_dir).encode() in cmdline:
+            log.warning("killing stale janus pid %s", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.01)
+
+    def _rotate_log(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size > LOG_ROTATE_BYTES:
+                os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of Janus's output (for error messages)."""
+        try:
+            data = self.log_path.read_bytes()[-8192:].decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(data.splitlines()[-lines:])
+
+    async def _spawn_and_wait(self) -> None:
+        self._rotate_log()
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as logfile:
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *self.command(),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logfile,
+                    stderr=asyncio.subprocess.STDOUT,
+                    preexec_fn=_set_parent_death_signal if self.kill_with_parent else None,
+                )
+            except OSError as exc:
+                raise JanusStartError(f"cannot start janus: {exc}") from exc
+        self.pid_path.write_text(str(self._proc.pid))
+        deadline = t0 + self.settings.start_timeout
+        secret = self.settings.api_secret
+        while True:
+            if self._proc.returncode is not None:
+                raise JanusStartError(
+                    f"janus exited with {self._proc.returncode} while starting:\n{self.log_tail()}"
+                )
+            try:
+                await janus_info(self.settings.local_ws_url, timeout=1.0, api_secret=secret)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise JanusStartError(
+                        f"janus did not answer on {self.settings.local_ws_url} within "
+                        f"{self.settings.start_timeout}s:\n{self.log_tail()}"
+                    ) from None
+                await asyncio.sleep(0.05)
+        self.startup_seconds = time.monotonic() - t0
+        self.started_at = time.monotonic()
+        self.state = "running"
+        self._running.set()
+        log.info("janus pid %s answers after %.2fs", self._proc.pid, self.startup_seconds)
+
+    async def _terminate(self, timeout: float = 5.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self._proc = None
+        with contextlib.suppress(OSError):
+            self.pid_path.unlink()
+
+    async def _watch(self) -> None:
+        backoff = self.settings.restart_backoff_initial
+        while not self._stopping:
+            proc = self._proc
+            if proc is None:
+                return
+            code = await proc.wait()
+            if self._stopping:
+                return
+            self._running.clear()
+            self.state = "restarting"
+            self.last_exit_code = code
+            ran = time.monotonic() - (self.started_at or time.monotonic())
+            log.error("janus pid %s exited with %s after %.1fs; restarting", proc.pid, code, ran)
+            await _call(self.on_exit, code)
+            if ran > STABLE_RUN_SECONDS:
+                backoff = self.settings.restart_backoff_initial
+            while not self._stopping:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.restart_backoff_max)
+                try:
+                    await self._spawn_and_wait()
+                    break
+                except JanusStartError as exc:
+                    log.error("janus restart failed: %s", exc)
+                    await self._terminate(1.0)
+            self.restarts += 1
+            await _call(self.on_restart, self.restarts)

@@ -1,0 +1,231 @@
+"""Pytest fixtures: network namespaces, veth links, `tc netem`, and Janus running inside a namespace.
+
+Everything is torn down by finalizers, by an atexit hook of the lab (interrupts, crashes), and by a sweep
+of leftovers of dead runs when the next lab starts. Tests only ever talk to addresses of links the lab
+created (or loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import threading
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from giaoban.media.config import JanusSettings, load_janus_settings
+from giaoban.media.netlab import Link, NetLab, missing_requirements
+from giaoban.media.supervisor import JanusSupervisor
+
+__all__ = [
+    "JanusNamespace",
+    "LoopThread",
+    "RunningJanus",
+    "janus_ns",
+    "janus_server",
+    "lab_janus_settings",
+    "loop_thread",
+    "netem",
+    "netlab",
+]
+
+T = TypeVar("T")
+
+# Each Janus of a run gets its own ports, so several can share the namespace.
+_ports = itertools.count(0)
+
+
+def lab_skip_reason() -> str | None:
+    """Why Janus lab tests cannot run here; None when they can (root, iproute2, janus)."""
+    reason = missing_requirements()
+    if reason:
+        return reason
+    if shutil.which("janus") is None:
+        return "janus is not installed (apt-get install janus)"
+    return None
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for session-long async objects (the shared Janus supervisor)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="lab-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the thread's loop and wait for its result."""
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop and the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+@dataclass(slots=True)
+class JanusNamespace:
+    """The namespace Janus runs in and the link that reaches it from the root namespace."""
+
+    name: str
+    link: Link
+
+    @property
+    def address(self) -> str:
+        """Janus's address (namespace end of the link)."""
+        return self.link.addr_b
+
+    @property
+    def host_address(self) -> str:
+        """The root-namespace end of the link (where test servers listen for Janus, e.g. events)."""
+        return self.link.addr_a
+
+
+@dataclass(slots=True)
+class RunningJanus:
+    """A supervised Janus in the lab namespace."""
+
+    settings: JanusSettings
+    supervisor: JanusSupervisor
+    data_dir: Path
+    ns: JanusNamespace
+
+    @property
+    def url(self) -> str:
+        return self.settings.local_ws_url
+
+    @property
+    def admin_url(self) -> str:
+        return self.settings.local_admin_url
+
+    @property
+    def api_secret(self) -> str:
+        assert self.settings.api_secret
+        return self.settings.api_secret
+
+    @property
+    def admin_secret(self) -> str:
+        assert self.settings.admin_secret
+        return self.settings.admin_secret
+
+
+class _LabJanusSettings(JanusSettings):
+    """Settings from keywords only, so a developer's GIAOBAN_JANUS_* env cannot leak into the lab."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def lab_janus_settings(ns: JanusNamespace, data_dir: Path, **overrides: Any) -> JanusSettings:
+    """Settings for one more Janus inside ``ns``: unique ports, secrets kept in ``data_dir``."""
+    n = next(_ports)
+    base: dict[str, Any] = {
+        "mode": "local",
+        "netns": ns.name,
+        "bind_address": ns.address,
+        "ws_port": 18000 + 2 * n,
+        "admin_port": 18001 + 2 * n,
+        "rtp_port_min": 20000 + 1000 * n,
+        "rtp_port_max": 20999 + 1000 * n,
+        "reclaim_session_timeout": 20,
+        "debug_level": 4,
+        "restart_backoff_initial": 0.2,
+        "start_timeout": 10.0,
+    }
+    base.update(overrides)
+    return load_janus_settings(data_dir, _LabJanusSettings(**base))
+
+
+@pytest.fixture(scope="session")
+def netlab() -> Iterator[NetLab]:
+    """The run's lab; skipped (with the reason) when not root or tools are missing."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = NetLab()
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="session")
+def janus_ns(netlab: NetLab) -> JanusNamespace:
+    """A namespace for Janus, linked to the root namespace (clients stay in the root namespace)."""
+    name = netlab.netns("janus")
+    return JanusNamespace(name=name, link=netlab.link(None, name))
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """A background event loop living for the whole session."""
+    lt = LoopThread()
+    try:
+        yield lt
+    finally:
+        lt.close()
+
+
+@pytest.fixture(scope="session")
+def janus_server(
+    janus_ns: JanusNamespace, loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningJanus]:
+    """One Janus for the session (tests that kill or reconfigure Janus start their own)."""
+    data_dir = tmp_path_factory.mktemp("janus-shared")
+    settings = lab_janus_settings(janus_ns, data_dir)
+    supervisor = JanusSupervisor(settings, data_dir)
+    loop_thread.run(supervisor.start())
+    try:
+        yield RunningJanus(settings, supervisor, data_dir, janus_ns)
+    finally:
+        loop_thread.run(supervisor.stop())
+
+
+class Shaper:
+    """Shapes lab links for one test and clears them afterwards."""
+
+    def __init__(self, lab: NetLab) -> None:
+        self.lab = lab
+        self._touched: list[Link] = []
+
+    def shape(self, link: Link, **kwargs: Any) -> None:
+        """``tc netem`` on ``link`` (see NetLab.shape: loss_pct, delay_ms, jitter_ms, rate_kbit, both)."""
+        self._touched.append(link)
+        self.lab.shape(link, **kwargs)
+
+    def outage(self, link: Link) -> None:
+        """Drop everything on ``link`` until :meth:`restore`."""
+        self._touched.append(link)
+        self.lab.outage(link)
+
+    def restore(self, link: Link) -> None:
+        """Remove the shaping of ``link``."""
+        self.lab.unshape(link)
+
+    def clear(self) -> None:
+        for link in self._touched:
+            self.lab.unshape(link)
+        self._touched.clear()
+
+
+@pytest.fixture
+def netem(netlab: NetLab) -> Iterator[Shaper]:
+    """Link shaping that is always undone at the end of the test."""
+    shaper = Shaper(netlab)
+    try:
+        yield shaper
+    finally:
+        shaper.clear()
