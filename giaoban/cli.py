@@ -69,7 +69,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.resolved_database_url)
-    app = create_app(settings=settings)
+    media = None
+    if not args.no_media:
+        from giaoban.media.service import MediaService
+
+        event_host = settings.janus_events_host or (
+            "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        )
+        media = MediaService.from_env(
+            settings.data_dir,
+            event_backend_url=f"http://{event_host}:{args.port or settings.port}/internal/janus/events",
+        )
+    app = create_app(settings=settings, media=media)
     if args.demo:
         from giaoban.demo import is_empty, load_demo
 
@@ -257,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
         if what == "units":
             exp.add_argument("--as-of", type=date.fromisoformat)
         exp.set_defaults(func=cmd_export, what=what, as_of=None)
+
+    loadtest = sub.add_parser("loadtest", help="load tests (as root: builds its own lab)").add_subparsers(
+        dest="loadtest_command", required=True
+    )
+    from giaoban.media import loadtest as media_loadtest
+
+    lt_media = loadtest.add_parser("media", help="host + N synthetic sites in one Janus room")
+    media_loadtest.configure_parser(lt_media)
+    lt_media.set_defaults(func=media_loadtest.run_cli)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 if anything was altered")

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         default_factory=list, description="Unit kinds beyond the built-in ones."
     )
     demo_password: str | None = None
+    janus_events_host: str | None = Field(
+        default=None,
+        description="Address Janus uses to reach our event endpoint (default: the host we listen on).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from giaoban import __version__
 from giaoban.context import AppContext
 from giaoban.errors import DomainError
+from giaoban.media.service import MediaService
 from giaoban.org.schemas import Health
 from giaoban.settings import Settings, get_settings
 from giaoban.web.api import audit as audit_api
@@ -35,13 +36,22 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: A
     )
 
 
-def create_app(ctx: AppContext | None = None, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    ctx: AppContext | None = None, settings: Settings | None = None, media: MediaService | None = None
+) -> FastAPI:
+    """The app. ``media`` (the Janus plane) is started and stopped with the app when given."""
     ctx = ctx or AppContext.from_settings(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        ctx.db.dispose()
+        if media is not None:
+            await media.start()
+        try:
+            yield
+        finally:
+            if media is not None:
+                await media.stop()
+            ctx.db.dispose()
 
     app = FastAPI(
         title="Giao Ban",
@@ -50,7 +60,7 @@ def create_app(ctx: AppContext | None = None, settings: Settings | None = None) 
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.media = None  # set by `giaoban serve` when it runs a media plane
+    app.state.media = media
 
     # io first: its fixed paths (/units/export) must win over /units/{unit_id}.
     for router in (
@@ -104,6 +114,20 @@ def create_app(ctx: AppContext | None = None, settings: Settings | None = None) 
         media = await app.state.media.health() if app.state.media is not None else None
         status = "ok" if database == "ok" and (media is None or media.get("status") == "ok") else "degraded"
         return Health(status=status, database=database, media=media)
+
+    @app.post("/internal/janus/events", include_in_schema=False)
+    async def janus_events(request: Request) -> Response:
+        """Janus's event handler posts here (HTTP basic auth with the events secret); answer fast."""
+        if media is None or not media.check_event_auth(request.headers.get("authorization")):
+            return Response(status_code=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return Response(status_code=400)
+        if not isinstance(body, list | dict):
+            return Response(status_code=400)
+        media.ingest_events(body)
+        return Response(status_code=200)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     from giaoban.web import pages
