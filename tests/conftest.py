@@ -22,6 +22,9 @@ from tests.pg import postgres_database
 
 DEMO_PASSWORD = "Demo-password-2017"
 
+# Network-namespace lab and Janus fixtures, for every test that needs a real Janus.
+pytest_plugins = ["tests.lab.fixtures"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing() -> Iterator[None]:
@@ -168,3 +171,16 @@ def login(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> d
 
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
+
+
+# In CI every real part must be there: a Janus, browser or PostgreSQL test that skips there fails.
+_REAL_PART_MARKERS = ("janus", "browser")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and any(item.get_closest_marker(m) for m in _REAL_PART_MARKERS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where real parts are required: {report.longrepr}"
