@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic and ``create_all`` see the whole schema."""
 
 from giaoban.audit.models import AuditEntry, AuditHead
-from giaoban.conference.models import AgendaItem, Invitation, Meeting
+from giaoban.conference.models import AgendaItem, Invitation, Meeting, MeetingRecord
 from giaoban.db import Base
 from giaoban.org.models import (
     AuthSession,
@@ -24,6 +24,7 @@ __all__ = [
     "Invitation",
     "LoginAttempt",
     "Meeting",
+    "MeetingRecord",
     "RoleAssignment",
     "Site",
     "Unit",

@@ -15,6 +15,8 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from giaoban import __version__
+from giaoban.conference.hub import Hub
+from giaoban.conference.stage import stage_factory
 from giaoban.context import AppContext
 from giaoban.errors import DomainError
 from giaoban.media.service import MediaService
@@ -61,6 +63,7 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.media = media
+    app.state.hub = Hub(ctx, stage_factory=stage_factory(media) if media is not None else None)
 
     # io first: its fixed paths (/units/export) must win over /units/{unit_id}.
     for router in (
@@ -130,7 +133,8 @@ def create_app(
         return Response(status_code=200)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    from giaoban.web import pages
+    from giaoban.web import pages, ws
 
+    app.include_router(ws.router)
     app.include_router(pages.router)
     return app

@@ -1,0 +1,440 @@
+"""The live-meeting hub: one ``Room`` per live meeting, the tabs connected to it, their messages.
+
+Every tab message is validated (``protocol.parse``), authorized (role, site, meeting), turned into
+a ``Record`` and applied under the room's lock: applied to the in-memory state, appended to
+``meeting_records``, pushed to every tab as one serialized delta, and enforced on the media plane.
+A refused message gets an ``error`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any, Protocol
+
+import anyio
+from sqlalchemy import func, select
+
+from giaoban.conference import protocol as p
+from giaoban.conference.access import MeetingAccess, meeting_access
+from giaoban.conference.lifecycle import MeetingStatus
+from giaoban.conference.live import Applied, LiveError, LiveMeeting, Record
+from giaoban.conference.models import Invitation, Meeting, MeetingRecord
+from giaoban.context import AppContext
+from giaoban.org.access import Principal
+from giaoban.org.models import Site, Unit
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 10.0
+
+
+class Connection(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+class Stage(Protocol):
+    """The media side of a room (giaoban.conference.stage.JanusStage), as the hub uses it."""
+
+    async def publish(self, peer_key: str, site_id: int, jsep: dict[str, Any]) -> dict[str, Any]: ...
+    async def unpublish(self, site_id: int) -> None: ...
+    async def subscribe(self, peer_key: str, site_id: int | None) -> dict[str, Any]: ...
+    async def start(self, peer_key: str, jsep: dict[str, Any]) -> None: ...
+    async def trickle(self, peer_key: str, site_id: int | None, target: str, candidate: Any) -> None: ...
+    async def enforce(self, audible: frozenset[int], holders: list[int]) -> None: ...
+    async def peer_gone(self, peer_key: str, site_id: int | None, last_tab: bool) -> None: ...
+    async def close(self) -> None: ...
+
+
+class CloseConnection(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Peer:
+    conn: Connection
+    principal: Principal
+    key: str  # unique per tab, names its media handles
+    role: str = ""  # "site" | "console"
+    site_id: int | None = None
+    access: MeetingAccess | None = None
+    last_id: int = 0
+
+
+@dataclass
+class Room:
+    meeting_id: int
+    live: LiveMeeting
+    peers: set[Peer] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timer: asyncio.TimerHandle | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    stage: Stage | None = None
+    seq: int = 0
+
+    def site_tabs(self, site_id: int) -> int:
+        return sum(1 for peer in self.peers if peer.role == "site" and peer.site_id == site_id)
+
+
+class Hub:
+    def __init__(
+        self,
+        ctx: AppContext,
+        stage_factory: Callable[[int, LiveMeeting], Any] | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.ctx = ctx
+        self.stage_factory = stage_factory
+        self.clock = clock
+        self.rooms: dict[int, Room] = {}
+        self._loading = asyncio.Lock()
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def _load(self, meeting_id: int) -> tuple[LiveMeeting, list[Record], int]:
+        with self.ctx.db.session() as session:
+            meeting = session.get(Meeting, meeting_id)
+            if meeting is None:
+                raise CloseConnection(4404, "no such meeting")
+            rows = session.execute(
+                select(Site.id, Site.name, Unit.name)
+                .join(Invitation, Invitation.site_id == Site.id)
+                .join(Unit, Unit.id == Site.unit_id)
+                .where(Invitation.meeting_id == meeting_id)
+            ).all()
+            live = LiveMeeting(
+                meeting.id,
+                meeting.title,
+                meeting.status,
+                meeting.host_site_id,
+                meeting.starts_at.replace(tzinfo=UTC).timestamp(),
+                {sid: (name, unit) for sid, name, unit in rows},
+            )
+            records = [
+                Record(r.kind, r.at, r.site_id, r.user, dict(r.data or {}))
+                for r in session.execute(
+                    select(MeetingRecord)
+                    .where(MeetingRecord.meeting_id == meeting_id)
+                    .order_by(MeetingRecord.seq)
+                ).scalars()
+            ]
+            seq = session.execute(
+                select(func.coalesce(func.max(MeetingRecord.seq), 0)).where(
+                    MeetingRecord.meeting_id == meeting_id
+                )
+            ).scalar_one()
+        return live, records, int(seq)
+
+    async def room(self, meeting_id: int) -> Room:
+        """The live room, rebuilt from the meeting and its persisted records on first use."""
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            return room
+        async with self._loading:
+            room = self.rooms.get(meeting_id)
+            if room is not None:
+                return room
+            live, records, seq = await anyio.to_thread.run_sync(self._load, meeting_id)
+            for record in records:
+                try:
+                    live.apply(record)
+                except LiveError:
+                    log.warning("meeting %s: record %s no longer applies", meeting_id, record.kind)
+            room = Room(meeting_id, live, seq=seq)
+            self.rooms[meeting_id] = room
+            # After a restart nobody is connected yet: whoever was, dropped (and keeps their place
+            # in the queue and their floor for the grace period).
+            now = self.clock()
+            for site in list(live.sites.values()):
+                if site.connected:
+                    await self._apply(
+                        room, Record("site.disconnected", now, site.site_id, data={"dropped": True})
+                    )
+            if self.stage_factory is not None and live.status in (MeetingStatus.open, MeetingStatus.live):
+                room.stage = await self.stage_factory(meeting_id, live)
+            return room
+
+    async def close_room(self, meeting_id: int) -> None:
+        room = self.rooms.pop(meeting_id, None)
+        if room is None:
+            return
+        if room.timer:
+            room.timer.cancel()
+        if room.stage is not None:
+            await room.stage.close()
+
+    # -- applying records ------------------------------------------------------------------
+
+    def _persist(self, meeting_id: int, seq: int, record: Record) -> None:
+        with self.ctx.db.session() as session:
+            session.add(
+                MeetingRecord(
+                    meeting_id=meeting_id,
+                    seq=seq,
+                    at=record.at,
+                    kind=record.kind,
+                    site_id=record.site_id,
+                    user=record.user,
+                    data=record.data,
+                )
+            )
+
+    async def _apply(self, room: Room, record: Record) -> Applied:
+        """Apply, persist, push, enforce. Caller need not hold the lock; raises LiveError if refused."""
+        applied = room.live.apply(record)
+        if applied.delta is None and applied.private is None:
+            return applied
+        room.seq += 1
+        await anyio.to_thread.run_sync(self._persist, room.meeting_id, room.seq, record)
+        if applied.delta is not None:
+            await self._broadcast(room, applied.delta)
+        if applied.private is not None:
+            await self._send_private(room, applied.private)
+        if applied.floor_changed:
+            self._schedule_expiry(room)
+            if room.stage is not None:
+                floor = room.live.floor
+                await room.stage.enforce(floor.audible(), floor.holder_ids())
+        return applied
+
+    async def _broadcast(self, room: Room, text: str) -> None:
+        for peer in list(room.peers):
+            try:
+                await peer.conn.send_text(text)
+            except Exception:  # a dead tab is removed by its own receive loop
+                log.debug("send to %s failed", peer.key)
+
+    async def _send_private(self, room: Room, msg: Any) -> None:
+        text = p.dumps({"type": "chat.private", "message": msg.to_json()})
+        for peer in list(room.peers):
+            to_console = msg.to == "control" and peer.role == "console"
+            to_site = isinstance(msg.to, int) and peer.role == "site" and peer.site_id == msg.to
+            from_site = peer.role == "site" and peer.site_id == msg.from_site and msg.from_site is not None
+            from_console = msg.from_site is None and peer.role == "console"
+            if to_console or to_site or from_site or from_console:
+                await peer.conn.send_text(text)
+
+    def _schedule_expiry(self, room: Room) -> None:
+        if room.timer:
+            room.timer.cancel()
+            room.timer = None
+        deadline = room.live.floor.next_deadline()
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self.clock())
+
+        def fire() -> None:
+            task = loop.create_task(self._expire(room))
+            room.tasks.add(task)
+            task.add_done_callback(room.tasks.discard)
+
+        room.timer = loop.call_later(delay, fire)
+
+    async def _expire(self, room: Room) -> None:
+        async with room.lock:
+            try:
+                await self._apply(room, Record("floor.expire", self.clock()))
+            except LiveError:
+                log.exception("floor expiry failed")
+
+    # -- tabs ------------------------------------------------------------------------------
+
+    async def hello(self, peer: Peer, meeting_id: int, hello: p.Hello) -> tuple[Room, dict[str, Any]]:
+        """Authorize the tab for the meeting and the role it asks for; return the welcome."""
+        if hello.protocol != p.PROTOCOL_VERSION:
+            raise CloseConnection(4400, f"protocol {hello.protocol} not supported (server speaks 1)")
+        access = await anyio.to_thread.run_sync(meeting_access, self.ctx, peer.principal, meeting_id)
+        if access is None:
+            raise CloseConnection(4404, "no such meeting")
+        if access.status not in (MeetingStatus.open, MeetingStatus.live):
+            raise CloseConnection(4409, "meeting not open")
+        if hello.as_ == "site":
+            if hello.site_id is None or hello.site_id not in access.sites_as_site:
+                raise CloseConnection(4403, "you cannot act as this site in this meeting")
+        elif not access.console:
+            raise CloseConnection(4403, "you cannot open this meeting's console")
+        peer.role, peer.site_id, peer.access = hello.as_, hello.site_id, access
+        peer.last_id = hello.id
+        room = await self.room(meeting_id)
+        async with room.lock:
+            room.peers.add(peer)
+            welcome: dict[str, Any] = {
+                "type": "welcome",
+                "id": hello.id,
+                "protocol": p.PROTOCOL_VERSION,
+                "you": {
+                    "user": peer.principal.username,
+                    "as": peer.role,
+                    "site_id": peer.site_id,
+                    "can_chair": access.chair,
+                },
+                "server_time": self.clock(),
+            }
+            deltas = room.live.deltas_since(hello.resume_from) if hello.resume_from is not None else None
+            if deltas is not None:
+                welcome["version"] = room.live.version
+                welcome["deltas"] = deltas
+            else:
+                welcome["version"] = room.live.version
+                welcome["snapshot"] = room.live.snapshot(self.clock())
+            await peer.conn.send_text(p.dumps(welcome))
+            if peer.role == "site" and peer.site_id is not None and room.site_tabs(peer.site_id) == 1:
+                await self._apply(
+                    room, Record("site.connected", self.clock(), peer.site_id, peer.principal.username)
+                )
+        return room, welcome
+
+    async def bye(self, room: Room, peer: Peer, *, dropped: bool) -> None:
+        async with room.lock:
+            room.peers.discard(peer)
+            last_tab = peer.role == "site" and peer.site_id is not None and room.site_tabs(peer.site_id) == 0
+            if room.stage is not None:
+                await room.stage.peer_gone(peer.key, peer.site_id, last_tab)
+            if last_tab:
+                try:
+                    await self._apply(
+                        room,
+                        Record(
+                            "site.disconnected",
+                            self.clock(),
+                            peer.site_id,
+                            peer.principal.username,
+                            {"dropped": dropped},
+                        ),
+                    )
+                except LiveError:
+                    log.exception("disconnect of %s", peer.key)
+
+    async def message(self, room: Room, peer: Peer, raw: str) -> None:
+        """Handle one tab message; always answers with ack or error."""
+        msg_id: int | None = None
+        try:
+            msg = p.parse(raw)
+            msg_id = msg.id
+            if msg.id <= peer.last_id:
+                raise p.ProtocolError(
+                    "stale_id", "Mã thông điệp phải tăng dần (thông điệp lặp lại hoặc sai thứ tự).", msg.id
+                )
+            peer.last_id = msg.id
+            async with room.lock:
+                result = await self._dispatch(room, peer, msg)
+            reply: dict[str, Any] = {"type": "ack", "id": msg.id}
+            if result is not None:
+                reply["result"] = result
+            await peer.conn.send_text(p.dumps(reply))
+        except p.ProtocolError as exc:
+            await self._error(peer, exc.msg_id if exc.msg_id is not None else msg_id, exc.code, exc.message)
+        except LiveError as exc:
+            await self._error(peer, msg_id, exc.code, exc.message)
+        except MediaFailure as exc:
+            await self._error(peer, msg_id, exc.code, exc.message)
+
+    async def _error(self, peer: Peer, msg_id: int | None, code: str, message: str) -> None:
+        await peer.conn.send_text(p.dumps({"type": "error", "id": msg_id, "code": code, "message": message}))
+
+    def _need(
+        self, ok: bool, code: str = "forbidden", message: str = "Bạn không có quyền thực hiện thao tác này."
+    ) -> None:
+        if not ok:
+            raise p.ProtocolError(code, message)
+
+    async def _dispatch(self, room: Room, peer: Peer, msg: Any) -> Any:
+        now = self.clock()
+        user = peer.principal.username
+        access = peer.access
+        assert access is not None
+        as_site = peer.role == "site"
+        match msg:
+            case p.Ping():
+                return {"server_time": now}
+            case p.Hello():
+                raise p.ProtocolError("already_joined", "Đã bắt tay; mở kết nối mới để đổi vai trò.")
+            case p.FloorRequest():
+                self._need(as_site)
+                await self._apply(room, Record("floor.request", now, peer.site_id, user, {"kind": msg.kind}))
+            case p.FloorCancel():
+                self._need(as_site)
+                await self._apply(room, Record("floor.cancel", now, peer.site_id, user))
+            case p.FloorGrant():
+                self._need(access.chair)
+                await self._apply(
+                    room,
+                    Record("floor.grant", now, None, user, {"site_id": msg.site_id, "seconds": msg.seconds}),
+                )
+            case p.FloorRevoke():
+                self._need(access.chair)
+                await self._apply(room, Record("floor.revoke", now, None, user, {"site_id": msg.site_id}))
+            case p.FloorExtend():
+                self._need(access.chair)
+                await self._apply(
+                    room,
+                    Record("floor.extend", now, None, user, {"site_id": msg.site_id, "seconds": msg.seconds}),
+                )
+            case p.FloorConfig():
+                self._need(access.chair)
+                await self._apply(
+                    room, Record("floor.config", now, None, user, {"max_holders": msg.max_holders})
+                )
+            case p.CheckIn():
+                self._need(as_site)
+                await self._apply(
+                    room,
+                    Record(
+                        "checkin", now, peer.site_id, user, {"delegates": msg.delegates, "names": msg.names}
+                    ),
+                )
+            case p.ChatSend():
+                if isinstance(msg.to, int):
+                    self._need(peer.role == "console", message="Chỉ phòng điều hành nhắn riêng cho điểm cầu.")
+                elif msg.to == "control":
+                    self._need(as_site, message="Phòng điều hành nhắn riêng bằng mã điểm cầu.")
+                await self._apply(
+                    room,
+                    Record(
+                        "chat", now, peer.site_id if as_site else None, user, {"to": msg.to, "text": msg.text}
+                    ),
+                )
+            case p.MediaPublish() | p.MediaUnpublish():
+                self._need(as_site, message="Chỉ điểm cầu được phát hình và tiếng.")
+                stage = self._stage(room)
+                assert peer.site_id is not None
+                if isinstance(msg, p.MediaUnpublish):
+                    await stage.unpublish(peer.site_id)
+                    await self._apply(
+                        room, Record("site.publishing", now, peer.site_id, user, {"publishing": False})
+                    )
+                    return None
+                answer = await stage.publish(peer.key, peer.site_id, msg.jsep.model_dump())
+                await self._apply(
+                    room, Record("site.publishing", now, peer.site_id, user, {"publishing": True})
+                )
+                return answer
+            case p.MediaSubscribe():
+                return await self._stage(room).subscribe(peer.key, peer.site_id if as_site else None)
+            case p.MediaStart():
+                await self._stage(room).start(peer.key, msg.jsep.model_dump())
+            case p.MediaTrickle():
+                await self._stage(room).trickle(peer.key, peer.site_id, msg.target, msg.candidate)
+            case _:
+                raise p.ProtocolError("unknown_type", "Loại thông điệp không được hỗ trợ.")
+        return None
+
+    def _stage(self, room: Room) -> Stage:
+        if room.stage is None:
+            raise MediaFailure("media_unavailable", "Máy chủ media chưa sẵn sàng cho hội nghị này.")
+        return room.stage
+
+
+class MediaFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

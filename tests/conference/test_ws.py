@@ -1,0 +1,202 @@
+"""The live-meeting WebSocket (no media): handshake, authorization, floor, chat, errors, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from starlette.websockets import WebSocketDisconnect
+
+from giaoban.audit.log import Actor
+from giaoban.conference import meetings as svc
+from giaoban.conference.lifecycle import MeetingStatus
+from giaoban.conference.models import MeetingRecord
+from giaoban.context import Tx
+from giaoban.org.models import Site, Unit, User
+from tests.conftest import Demo, login
+
+
+@pytest.fixture
+def meeting(demo: Demo) -> dict[str, int]:
+    """An open briefing: host TW, invited Hà Nội (01), Huế (46), Cần Thơ (92)."""
+    with demo.ctx.db.session() as s:
+        tx = Tx(s, demo.ctx.audit, Actor.system("test"))
+        site = {
+            c: s.execute(select(Site.id).where(Site.code == c)).scalar_one()
+            for c in ("TW", "01", "46", "92", "79")
+        }
+        root = s.execute(select(Unit.id).where(Unit.code == "TW")).scalar_one()
+        chair = s.execute(select(User.id).where(User.username == "chutri")).scalar_one()
+        m = svc.create_meeting(
+            tx,
+            svc.MeetingSpec(
+                title="Giao ban trực tuyến",
+                kind="briefing",
+                starts_at=datetime(2026, 1, 1, 8),
+                ends_at=datetime(2026, 1, 1, 11),
+                owner_unit_id=root,
+                host_site_id=site["TW"],
+                chair_user_id=chair,
+                invite=svc.InviteSpec(site_ids=[site["01"], site["46"], site["92"]]),
+            ),
+        )
+        svc.transition(tx, m.id, MeetingStatus.open)
+        return {"id": m.id, **{f"site_{k}": v for k, v in site.items()}}
+
+
+class Tab:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.next_id = 1
+        self.version = 0
+
+    def send(self, **msg: Any) -> int:
+        self.next_id += 1
+        msg.setdefault("id", self.next_id)
+        self.ws.send_text(json.dumps(msg))
+        return int(msg["id"])
+
+    def recv(self) -> dict[str, Any]:
+        msg = json.loads(self.ws.receive_text())
+        if msg["type"] == "delta":
+            assert msg["version"] == self.version + 1, "deltas arrive in order, without gaps"
+            self.version = msg["version"]
+        return msg
+
+    def reply(self, msg_id: int) -> dict[str, Any]:
+        """Read until the ack/error for ``msg_id`` (deltas before it are checked and kept)."""
+        while True:
+            msg = self.recv()
+            if msg["type"] in ("ack", "error") and msg.get("id") == msg_id:
+                return msg
+
+    def until(self, pred: Any) -> dict[str, Any]:
+        while True:
+            msg = self.recv()
+            if pred(msg):
+                return msg
+
+
+def open_tab(client: TestClient, meeting_id: int, user: str, **hello: Any) -> Iterator[Tab]:
+    headers = login(client, user)
+    with client.websocket_connect(f"/ws/meetings/{meeting_id}", headers=headers) as ws:
+        tab = Tab(ws)
+        ws.send_text(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
+        welcome = json.loads(ws.receive_text())
+        assert welcome["type"] == "welcome", welcome
+        tab.version = welcome["version"]
+        tab.welcome = welcome  # type: ignore[attr-defined]
+        yield tab
+
+
+def test_floor_round_trip_between_site_and_chair(client: TestClient, meeting: dict[str, int]) -> None:
+    mid, hn, hue = meeting["id"], meeting["site_01"], meeting["site_46"]
+    for chair in open_tab(client, mid, "chutri", **{"as": "console"}):
+        assert chair.welcome["you"]["can_chair"] is True  # type: ignore[attr-defined]
+        for site in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": hn}):
+            chair.until(lambda m: m["type"] == "delta")  # Hà Nội connected
+            rid = site.send(type="floor.request", kind="normal")
+            assert site.reply(rid)["type"] == "ack"
+            delta = chair.until(lambda m: m["type"] == "delta")
+            assert delta["changes"][0]["value"]["queue"][0]["site_id"] == hn
+            # A site cannot grant itself the floor.
+            gid = site.send(type="floor.grant", site_id=hn)
+            assert site.reply(gid)["code"] == "forbidden"
+            gid = chair.send(type="floor.grant", seconds=120)
+            assert chair.reply(gid)["type"] == "ack"
+            floor = site.until(lambda m: m["type"] == "delta" and m["changes"][0]["path"] == "floor")
+            value = floor["changes"][0]["value"]
+            assert [h["site_id"] for h in value["holders"]] == [hn]
+            assert value["audible"] == sorted([meeting["site_TW"], hn])
+            # Huế is not invited to act as Hà Nội, and a second grant exceeds the one-speaker floor.
+            bad = chair.send(type="floor.grant", site_id=hue)
+            assert chair.reply(bad)["code"] == "floor_full"
+            rv = chair.send(type="floor.revoke", site_id=hn)
+            assert chair.reply(rv)["type"] == "ack"
+    expected = ["site.connected", "floor.request", "floor.grant", "floor.revoke", "site.disconnected"]
+    deadline = time.monotonic() + 5  # the server handles the tab's close after the client has left
+    while True:
+        with client.app.state.ctx.db.session() as s:  # type: ignore[attr-defined]
+            kinds = list(
+                s.execute(select(MeetingRecord.kind).where(MeetingRecord.meeting_id == mid)).scalars()
+            )
+        if kinds == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert kinds == expected
+
+
+def test_who_may_connect_as_what(client: TestClient, meeting: dict[str, int]) -> None:
+    mid = meeting["id"]
+    cases = [
+        ("dc-01", {"as": "site", "site_id": meeting["site_46"]}, 4403),  # another site's operator
+        ("dc-79", {"as": "site", "site_id": meeting["site_79"]}, 4404),  # site not invited: not its meeting
+        ("dc-01", {"as": "console"}, 4403),  # site operators have no console
+        ("tochuc-01", {"as": "site", "site_id": meeting["site_01"]}, 4404),  # org staff: not their meeting
+        ("chutri", {"as": "console", "protocol": 2}, 4400),
+    ]
+    for user, hello, code in cases:
+        headers = login(client, user)
+        with client.websocket_connect(f"/ws/meetings/{mid}", headers=headers) as ws:
+            ws.send_text(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == code, (user, hello)
+    with client.websocket_connect(f"/ws/meetings/{mid}") as ws, pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_text()
+    assert closed.value.code == 4401
+    with client.websocket_connect(f"/ws/meetings/{mid + 999}", headers=login(client, "chutri")) as ws:
+        ws.send_text(json.dumps({"type": "hello", "id": 1, "protocol": 1, "as": "console"}))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 4404
+
+
+def test_bad_messages_get_errors_and_change_nothing(client: TestClient, meeting: dict[str, int]) -> None:
+    for site in open_tab(client, meeting["id"], "dc-01", **{"as": "site", "site_id": meeting["site_01"]}):
+        site.until(lambda m: m["type"] == "delta")
+        version = site.version
+        site.ws.send_text("not json")
+        assert site.recv()["code"] == "bad_json"
+        site.ws.send_text(json.dumps({"type": "floor.teleport", "id": 50}))
+        assert site.recv()["code"] == "unknown_type"
+        site.ws.send_text(json.dumps({"type": "checkin", "id": 51, "delegates": -3}))
+        assert site.recv()["code"] == "invalid"
+        ok = site.send(type="ping", id=60)
+        assert site.reply(ok)["type"] == "ack"
+        site.ws.send_text(json.dumps({"type": "floor.request", "id": 60}))  # replayed id
+        assert site.recv()["code"] == "stale_id"
+        site.ws.send_text(json.dumps({"type": "floor.request", "id": 59}))  # out of order
+        assert site.recv()["code"] == "stale_id"
+        site.ws.send_text(
+            json.dumps({"type": "media.publish", "id": 61, "jsep": {"type": "offer", "sdp": "v=0 bogus sdp"}})
+        )
+        assert site.recv()["code"] == "media_unavailable"  # no media plane in this test
+        assert site.version == version  # nothing changed
+
+
+def test_resume_gets_missed_deltas_and_chat_privacy(client: TestClient, meeting: dict[str, int]) -> None:
+    mid = meeting["id"]
+    for hn in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": meeting["site_01"]}):
+        hn.until(lambda m: m["type"] == "delta")
+        seen = hn.version
+        for hue in open_tab(client, mid, "dc-46", **{"as": "site", "site_id": meeting["site_46"]}):
+            cid = hue.send(type="chat.send", text="Điểm cầu Huế đã sẵn sàng", to="all")
+            assert hue.reply(cid)["type"] == "ack"
+            pid = hue.send(type="chat.send", text="Xin hỗ trợ âm thanh", to="control")
+            assert hue.reply(pid)["type"] == "ack"
+        for again in open_tab(
+            client, mid, "dc-01", **{"as": "site", "site_id": meeting["site_01"]}, resume_from=seen
+        ):
+            deltas = [json.loads(d) for d in again.welcome["deltas"]]  # type: ignore[attr-defined]
+            assert "snapshot" not in again.welcome  # type: ignore[attr-defined]
+            appended = [
+                c["value"]["text"] for d in deltas for c in d["changes"] if c["path"] == "chat.append"
+            ]
+            assert appended == ["Điểm cầu Huế đã sẵn sàng"]  # the private message is not in anyone's deltas
