@@ -15,6 +15,8 @@ from giaoban.org.models import Role, Site, Unit
 CONSOLE_ROLES = frozenset({Role.admin, Role.central_operator, Role.chair, Role.secretary})
 # Who gives and ends the floor: the chair, and the central operator who runs the queue for the chair.
 CHAIR_ROLES = frozenset({Role.admin, Role.central_operator, Role.chair})
+# Who schedules meetings, invites sites and moves them through their lifecycle (with the chair).
+MANAGE_ROLES = frozenset({Role.admin, Role.central_operator})
 # Who may run a site's room: its site operator, or a central operator / admin covering it.
 SITE_ROLES = frozenset({Role.admin, Role.central_operator, Role.site_operator})
 # People at the host site who run its room from the chair's desk.
@@ -36,6 +38,8 @@ class MeetingAccess:
     host_site_id: int
     console: bool = False
     chair: bool = False
+    manage: bool = False
+    owner_path: str = ""
     sites_as_site: set[int] = field(default_factory=set)
 
     @property
@@ -50,9 +54,13 @@ def meeting_access(ctx: AppContext, principal: Principal, meeting_id: int) -> Me
         if meeting is None:
             return None
         owner_path = session.execute(select(Unit.path).where(Unit.id == meeting.owner_unit_id)).scalar_one()
-        access = MeetingAccess(meeting.id, meeting.status, meeting.host_site_id)
+        access = MeetingAccess(meeting.id, meeting.status, meeting.host_site_id, owner_path=owner_path)
         access.console = holds(principal, CONSOLE_ROLES, owner_path)
-        access.chair = holds(principal, CHAIR_ROLES, owner_path)
+        access.manage = holds(principal, MANAGE_ROLES, owner_path)
+        # The meeting's own chair, or a central operator running the queue for them.
+        access.chair = holds(principal, MANAGE_ROLES, owner_path) or (
+            meeting.chair_user_id in (None, principal.user_id) and holds(principal, CHAIR_ROLES, owner_path)
+        )
         rows = session.execute(
             select(Site.id, Unit.path)
             .join(Invitation, Invitation.site_id == Site.id)

@@ -161,6 +161,18 @@ class Hub:
                 room.stage = await self.stage_factory(meeting_id, live)
             return room
 
+    async def status_changed(self, meeting_id: int, status: MeetingStatus) -> None:
+        """The meeting moved in its lifecycle: tell every tab; the media room exists only while
+        the meeting is open or live (created on open, destroyed after the end)."""
+        room = await self.room(meeting_id)
+        async with room.lock:
+            await self._apply(room, Record("meeting.status", self.clock(), data={"status": status.value}))
+            opened = status in (MeetingStatus.open, MeetingStatus.live)
+            if opened and room.stage is None and self.stage_factory is not None:
+                room.stage = await self.stage_factory(meeting_id, room.live)
+        if status in (MeetingStatus.ended, MeetingStatus.cancelled):
+            await self.close_room(meeting_id)
+
     async def close_room(self, meeting_id: int) -> None:
         room = self.rooms.pop(meeting_id, None)
         if room is None:

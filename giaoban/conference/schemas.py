@@ -1,0 +1,86 @@
+"""API shapes of the conference domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+MeetingKind = Literal["briefing", "thematic", "training"]
+Status = Literal["scheduled", "open", "live", "ended", "cancelled"]
+
+
+class AgendaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Title
+    presenter: Annotated[str, StringConstraints(max_length=200)] = ""
+    minutes: Annotated[int, Field(ge=1, le=600)] | None = None
+
+
+class InviteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_ids: list[Id] = Field(default_factory=list, max_length=5000)
+    under_unit_ids: list[Id] = Field(default_factory=list, max_length=100)
+    unit_kinds: list[Annotated[str, StringConstraints(max_length=40)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class MeetingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Title
+    kind: MeetingKind = "briefing"
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    starts_at: datetime = Field(description="Local time (Asia/Ho_Chi_Minh) unless an offset is given")
+    ends_at: datetime
+    owner_unit_id: Id
+    host_site_id: Id
+    chair_user_id: Id | None = None
+    secretary_user_id: Id | None = None
+    agenda: list[AgendaIn] = Field(default_factory=list, max_length=100)
+    invite: InviteIn = Field(default_factory=InviteIn)
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Status
+
+
+class AgendaOut(BaseModel):
+    position: int
+    title: str
+    presenter: str
+    minutes: int | None
+
+
+class InvitedSite(BaseModel):
+    site_id: int
+    code: str
+    name: str
+    unit_name: str
+
+
+class MeetingOut(BaseModel):
+    id: int
+    title: str
+    kind: MeetingKind
+    status: Status
+    starts_at: datetime = Field(description="UTC")
+    ends_at: datetime = Field(description="UTC")
+    owner_unit_id: int
+    host_site_id: int
+    chair_user_id: int | None
+    secretary_user_id: int | None
+    site_count: int
+    can_manage: bool = False
+    can_chair: bool = False
+    my_sites: list[int] = Field(default_factory=list, description="Invited sites the caller can act as")
+
+
+class MeetingDetail(MeetingOut):
+    description: str
+    agenda: list[AgendaOut]
+    sites: list[InvitedSite]
