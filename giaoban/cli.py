@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="load the demo organization if the database is empty"
     )
+    serve.add_argument("--no-media", action="store_true", help="do not start or connect to Janus")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
