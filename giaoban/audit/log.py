@@ -4,6 +4,10 @@ Each entry's hash is HMAC-SHA256, keyed from the installation's secret key, over
 entry's hash and the entry's own canonical JSON. Someone with write access to the database but not
 the key cannot recompute the chain: an edited entry breaks its own hash, a deleted entry breaks the
 next entry's ``prev_hash`` and the id sequence, and a cut tail no longer matches ``audit_head``.
+
+The head does not hold the last entry's hash as such but a seal over it and the last id, keyed
+the same way: otherwise whoever cuts the tail could also set the head back to the new last entry
+(whose hash is in plain sight) and the cut would go unseen.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ def _entry_hash(key: bytes, entry: AuditEntry) -> str:
     return hmac.new(key, (entry.prev_hash + "\n" + body).encode(), hashlib.sha256).hexdigest()
 
 
+def _head_seal(key: bytes, last_id: int, last_hash: str) -> str:
+    return hmac.new(key, f"head\n{last_id}\n{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
 class AuditLog:
     """Appends entries in the caller's transaction, so an entry exists exactly when its change does."""
 
@@ -93,9 +101,18 @@ class AuditLog:
             select(AuditHead).where(AuditHead.id == 1).with_for_update()
         ).scalar_one_or_none()
         if head is None:
-            head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
+            head = AuditHead(id=1, last_id=0, last_hash=_head_seal(self._key, 0, GENESIS))
             session.add(head)
             session.flush()
+        prev_hash = GENESIS
+        if head.last_id:
+            # A missing last entry is tampering, which verify reports; appending goes on regardless.
+            prev_hash = (
+                session.execute(
+                    select(AuditEntry.hash).where(AuditEntry.id == head.last_id)
+                ).scalar_one_or_none()
+                or GENESIS
+            )
         entry = AuditEntry(
             id=head.last_id + 1,
             at=utcnow(),
@@ -107,12 +124,12 @@ class AuditLog:
             entity_id=str(entity_id),
             before=dump(before),
             after=dump(after),
-            prev_hash=head.last_hash,
+            prev_hash=prev_hash,
         )
         entry.hash = _entry_hash(self._key, entry)
         session.add(entry)
         head.last_id = entry.id
-        head.last_hash = entry.hash
+        head.last_hash = _head_seal(self._key, entry.id, entry.hash)
         session.flush()
         return entry
 
@@ -152,8 +169,10 @@ class AuditLog:
         else:
             if head.last_id != last_id:
                 report.problems.append(f"chain head says {head.last_id} entries, found up to {last_id}")
-            if head.last_hash != expected_prev:
-                report.problems.append("chain head hash does not match the last entry")
+            if head.last_hash == expected_prev:
+                report.problems.append("chain head is not sealed (set by hand, or by an older version)")
+            elif head.last_hash != _head_seal(self._key, last_id, expected_prev):
+                report.problems.append(f"chain head does not seal entry {last_id}, the last one found")
         return report
 
 

@@ -28,7 +28,8 @@ class AuditEntry(Base):
 
 
 class AuditHead(Base):
-    """The chain's last id and hash; locking this row serializes appends across processes."""
+    """The chain's last id and a keyed seal over it and the last entry's hash (``last_hash``);
+    locking this row serializes appends across processes."""
 
     __tablename__ = "audit_head"
 

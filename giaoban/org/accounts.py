@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from giaoban.context import Tx
 from giaoban.db import utcnow
-from giaoban.errors import Conflict, DomainError, NotFound, Throttled, Unauthorized
+from giaoban.errors import Conflict, DomainError, Forbidden, NotFound, Throttled, Unauthorized
 from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, User
 from giaoban.org.units import get_unit
 from giaoban.settings import Settings
@@ -74,6 +74,12 @@ def check_password_strength(password: str, username: str = "") -> None:
         raise DomainError("Mật khẩu quá đơn giản.", code="weak_password")
 
 
+def login_key(username: str) -> str:
+    """The name a login attempt is counted under. A NUL (which PostgreSQL text cannot hold) becomes
+    U+FFFD, so the attempt is still recorded and simply matches nobody."""
+    return username.strip().lower()[:64].replace("\x00", "\ufffd")
+
+
 def get_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id, options=[selectinload(User.roles).selectinload(RoleAssignment.unit)])
     if user is None:
@@ -103,13 +109,13 @@ def _check_role_spec(session: Session, spec: RoleSpec) -> None:
     if unit.valid_to is not None:
         raise Conflict(f"Đơn vị {unit.code} đã giải thể.", code="unit_closed")
     if spec.site_id is not None:
-        site = session.get(Site, spec.site_id)
-        if site is None or site.unit_id != unit.id:
-            raise DomainError("Điểm cầu không thuộc đơn vị được giao.", code="invalid_role_site")
         if spec.role != Role.site_operator:
             raise DomainError(
                 "Chỉ kỹ thuật viên điểm cầu được gắn với một điểm cầu.", code="invalid_role_site"
             )
+        site = session.get(Site, spec.site_id)
+        if site is None or site.unit_id != unit.id:
+            raise Conflict("Điểm cầu không thuộc đơn vị được giao.", code="invalid_role_site")
 
 
 def create_user(
@@ -216,7 +222,7 @@ def reset_password(tx: Tx, user_id: int, new_password: str, *, must_change: bool
 def change_password(tx: Tx, user_id: int, current: str, new_password: str, keep_session: int | None) -> None:
     user = get_user(tx.session, user_id)
     if not _verify_password(user.password_hash, current):
-        raise DomainError("Mật khẩu hiện tại không đúng.", code="wrong_password")
+        raise Forbidden("Mật khẩu hiện tại không đúng.", code="wrong_password")
     if current == new_password:
         raise DomainError("Mật khẩu mới phải khác mật khẩu cũ.", code="weak_password")
     check_password_strength(new_password, user.username)
@@ -262,6 +268,16 @@ def _throttled(session: Session, settings: Settings, username_key: str, ip: str)
     return by_user >= settings.login_max_failures or by_ip >= settings.login_max_failures * 4
 
 
+def check_not_throttled(session: Session, settings: Settings, username: str, ip: str) -> None:
+    if _throttled(session, settings, login_key(username), ip):
+        raise Throttled("Nhập sai mật khẩu quá nhiều lần. Vui lòng thử lại sau ít phút.")
+
+
+def record_failed_attempt(session: Session, username: str, ip: str) -> None:
+    """A wrong password given outside the login form (to change it) counts like a failed login."""
+    session.add(LoginAttempt(username_key=login_key(username), ip=ip, success=False))
+
+
 def login(
     tx: Tx,
     settings: Settings,
@@ -282,7 +298,7 @@ def login(
     """
     session = tx.session
     ip = tx.actor.ip
-    key = username.strip().lower()[:64]
+    key = login_key(username)
     if _throttled(session, settings, key, ip):
         raise Throttled("Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau ít phút.")
     user = get_user_by_name(session, key)

@@ -2,19 +2,78 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StringConstraints,
+)
+
+from giaoban.org.accounts import MIN_PASSWORD
 
 T = TypeVar("T")
 
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-SiteCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Kind = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-Short = Annotated[str, StringConstraints(max_length=300)]
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_only(value: object) -> object:
+    """Accept a date only as ``YYYY-MM-DD`` (what the OpenAPI document promises).
+
+    Pydantic's lax mode would also read ``0`` or ``"0"`` as a Unix time and take datetimes, so a
+    malformed date would silently become 1970-01-01.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return date.fromisoformat(value)
+    raise ValueError("Ngày phải có dạng YYYY-MM-DD.")
+
+
+def _json_integer(value: object) -> object:
+    """An integer as JSON Schema means it: a number without a fraction (``5`` or ``5.0``).
+
+    Pydantic's lax mode would also take the string ``"5"`` or ``true``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError("Phải là một số nguyên.")
+
+
+def _as_utc(value: datetime) -> datetime:
+    """The database keeps naive UTC; say so on the way out (RFC 3339 needs an offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only), Strict()]
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+# PostgreSQL text cannot hold a NUL character: one anywhere in the input is malformed (422).
+NO_NUL = r"^[^\x00]*$"
+# Surrounding spaces are trimmed, so there must be something else to keep.
+NONBLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=NONBLANK)]
+SiteCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NONBLANK)
+]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=NONBLANK)
+]
+Kind = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NONBLANK)]
+Short = Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)]
+Text200 = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+Text50 = Annotated[str, StringConstraints(max_length=50, pattern=NO_NUL)]
+Id = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -55,25 +114,25 @@ class UnitCreate(BaseModel):
     name: Name
     kind: Kind
     parent_id: Id | None = None
-    effective: date | None = None
+    effective: IsoDate | None = None
 
 
 class UnitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
     kind: Kind | None = None
-    effective: date | None = None
+    effective: IsoDate | None = None
 
 
 class UnitMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     parent_id: Id | None
-    effective: date | None = None
+    effective: IsoDate | None = None
 
 
 class UnitClose(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    effective: date | None = None
+    effective: IsoDate | None = None
 
 
 class NewUnitIn(BaseModel):
@@ -90,7 +149,7 @@ class UnitMerge(BaseModel):
     target_id: Id | None = None
     new_target: NewUnitIn | None = None
     new_name: Name | None = None
-    effective: date | None = None
+    effective: IsoDate | None = None
 
 
 class SplitPartIn(BaseModel):
@@ -105,8 +164,8 @@ class SplitPartIn(BaseModel):
 class UnitSplit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     parts: list[SplitPartIn] = Field(min_length=1, max_length=100)
-    keep_source: bool = False
-    effective: date | None = None
+    keep_source: StrictBool = False
+    effective: IsoDate | None = None
 
 
 class ReorgOut(BaseModel):
@@ -169,10 +228,10 @@ class SiteCreate(BaseModel):
     unit_id: Id
     name: Name
     location: Short = ""
-    contact_name: Annotated[str, StringConstraints(max_length=200)] = ""
-    contact_phone: Annotated[str, StringConstraints(max_length=50)] = ""
-    tech_name: Annotated[str, StringConstraints(max_length=200)] = ""
-    tech_phone: Annotated[str, StringConstraints(max_length=50)] = ""
+    contact_name: Text200 = ""
+    contact_phone: Text50 = ""
+    tech_name: Text200 = ""
+    tech_phone: Text50 = ""
     status: SiteStatusLit = "active"
 
 
@@ -180,10 +239,10 @@ class SiteUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
     location: Short | None = None
-    contact_name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    contact_phone: Annotated[str, StringConstraints(max_length=50)] | None = None
-    tech_name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    tech_phone: Annotated[str, StringConstraints(max_length=50)] | None = None
+    contact_name: Text200 | None = None
+    contact_phone: Text50 | None = None
+    tech_name: Text200 | None = None
+    tech_phone: Text50 | None = None
     status: SiteStatusLit | None = None
     unit_id: Id | None = None
 
@@ -214,7 +273,7 @@ class UserOut(BaseModel):
     full_name: str
     is_locked: bool
     totp_enabled: bool
-    last_login_at: datetime | None
+    last_login_at: UtcDateTime | None
     roles: list[RoleOut]
 
 
@@ -223,29 +282,34 @@ class UserDetail(UserOut):
     phone: str
     locked_reason: str
     must_change_password: bool
-    created_at: datetime
+    created_at: UtcDateTime
 
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)]
+# accounts.USERNAME_RE, before the name is lower-cased.
+Username = Annotated[
+    str, StringConstraints(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# The length rule of accounts.check_password_strength, stated where clients can read it.
+NewPassword = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=200)]
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: Username
-    password: Password
-    full_name: Annotated[str, StringConstraints(max_length=200)] = ""
-    email: Annotated[str, StringConstraints(max_length=200)] = ""
-    phone: Annotated[str, StringConstraints(max_length=50)] = ""
+    password: NewPassword
+    full_name: Text200 = ""
+    email: Text200 = ""
+    phone: Text50 = ""
     roles: list[RoleIn] = Field(default_factory=list, max_length=50)
-    must_change_password: bool = True
+    must_change_password: StrictBool = True
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    full_name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    email: Annotated[str, StringConstraints(max_length=200)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=50)] | None = None
+    full_name: Text200 | None = None
+    email: Text200 | None = None
+    phone: Text50 | None = None
 
 
 class RolesIn(BaseModel):
@@ -255,34 +319,34 @@ class RolesIn(BaseModel):
 
 class LockIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    locked: bool
-    reason: Annotated[str, StringConstraints(max_length=200)] = ""
+    locked: StrictBool
+    reason: Text200 = ""
 
 
 class PasswordReset(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    new_password: Password
-    must_change: bool = True
+    new_password: NewPassword
+    must_change: StrictBool = True
 
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
     password: Password
-    totp: Annotated[str, StringConstraints(max_length=10)] | None = None
+    totp: Annotated[str, StringConstraints(max_length=10, pattern=NO_NUL)] | None = None
 
 
 class LoginOut(BaseModel):
     token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_at: datetime
+    expires_at: UtcDateTime
     user: UserOut
 
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class MeOut(BaseModel):
@@ -294,7 +358,7 @@ class MeOut(BaseModel):
 
 class AuditOut(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     actor: str
     ip: str
     action: str

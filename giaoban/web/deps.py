@@ -80,7 +80,8 @@ def check_csrf(request: Request, caller: Caller, form_token: str | None = None) 
     if request.method in SAFE_METHODS or not caller.via_cookie:
         return
     sent = form_token or request.headers.get(CSRF_HEADER) or ""
-    if not hmac.compare_digest(sent, caller.auth.csrf_token):
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a forged token may hold.
+    if not hmac.compare_digest(sent.encode(), caller.auth.csrf_token.encode()):
         raise Forbidden("Thiếu hoặc sai mã chống giả mạo (CSRF). Tải lại trang và thử lại.", code="csrf")
 
 

@@ -11,19 +11,19 @@ from sqlalchemy import func, select
 from giaoban.audit.models import AuditEntry
 from giaoban.errors import Forbidden
 from giaoban.org.access import Perm
-from giaoban.org.schemas import AuditOut, Page
-from giaoban.web.api.common import ERRORS, Limit, Offset
+from giaoban.org.schemas import NO_NUL, AuditOut, Page
+from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset
 from giaoban.web.deps import Web, web
 
-router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS)
+router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS, route_class=ApiRoute)
 
 
 @router.get("", response_model=Page[AuditOut], summary="Audit entries, newest first")
 def list_audit(
     w: Annotated[Web, Depends(web)],
-    entity_type: Annotated[str | None, Query(max_length=40)] = None,
-    entity_id: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=60)] = None,
+    entity_type: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    entity_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    action: Annotated[str | None, Query(max_length=60, pattern=NO_NUL)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[AuditOut]:

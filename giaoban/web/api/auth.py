@@ -8,21 +8,22 @@ from fastapi import APIRouter, Depends, Request
 
 from giaoban.audit.log import Actor
 from giaoban.context import AppContext, Tx
+from giaoban.errors import DomainError
 from giaoban.org import accounts
 from giaoban.org.access import Perm
 from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange
-from giaoban.web.api.common import ERRORS
+from giaoban.web.api.common import ERRORS, THROTTLED, ApiRoute
 from giaoban.web.api.users import user_out
 from giaoban.web.deps import Web, client_ip, get_ctx, web
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS, route_class=ApiRoute)
 
 
 def do_login(
     ctx: AppContext, request: Request, username: str, password: str, totp: str | None, kind: str
 ) -> accounts.LoginResult:
     """Shared by the API and the login page: failed attempts are committed, then reported."""
-    actor = Actor(None, username.strip().lower()[:64], client_ip(request))
+    actor = Actor(None, accounts.login_key(username), client_ip(request))
     with ctx.db.session() as session:
         result = accounts.login(
             Tx(session, ctx.audit, actor),
@@ -38,7 +39,7 @@ def do_login(
     return result
 
 
-@router.post("/login", response_model=LoginOut, summary="Log in; returns a bearer token")
+@router.post("/login", response_model=LoginOut, responses=THROTTLED, summary="Log in; returns a bearer token")
 def login(body: LoginIn, request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> LoginOut:
     result = do_login(ctx, request, body.username, body.password, body.totp, "bearer")
     with ctx.db.session() as session:
@@ -64,9 +65,20 @@ def me(w: Annotated[Web, Depends(web)]) -> MeOut:
     return MeOut(user=user_out(w.caller.user), permissions=perms)
 
 
-@router.post("/password", status_code=204, summary="Change my password")
+@router.post("/password", status_code=204, responses=THROTTLED, summary="Change my password")
 def change_password(w: Annotated[Web, Depends(web)], body: PasswordChange) -> None:
-    with w.tx() as tx:
-        accounts.change_password(
-            tx, w.principal.user_id, body.current_password, body.new_password, w.caller.auth.id
-        )
+    """A wrong current password counts as a failed login, so a borrowed session cannot be used to
+    guess the password at full speed."""
+    p = w.principal
+    with w.read() as session:
+        accounts.check_not_throttled(session, w.ctx.settings, p.username, p.ip)
+    try:
+        with w.tx() as tx:
+            accounts.change_password(
+                tx, p.user_id, body.current_password, body.new_password, w.caller.auth.id
+            )
+    except DomainError as exc:
+        if exc.code == "wrong_password":
+            with w.ctx.db.session() as session:
+                accounts.record_failed_attempt(session, p.username, p.ip)
+        raise

@@ -12,13 +12,13 @@ from giaoban.errors import Forbidden, NotFound
 from giaoban.org import sites as svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit
-from giaoban.org.schemas import Page, SiteCreate, SiteOut, SiteStatusLit, SiteUpdate
+from giaoban.org.schemas import NO_NUL, Page, SiteCreate, SiteOut, SiteStatusLit, SiteUpdate
 from giaoban.org.units import in_any_subtree
-from giaoban.web.api.common import ERRORS, Limit, Offset, PathId
+from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.api.units import readable_unit
 from giaoban.web.deps import Web, web
 
-router = APIRouter(prefix="/sites", tags=["sites"], responses=ERRORS)
+router = APIRouter(prefix="/sites", tags=["sites"], responses=ERRORS, route_class=ApiRoute)
 
 
 def site_out(site: Site, unit: Unit) -> SiteOut:
@@ -53,7 +53,9 @@ def list_sites(
     unit: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Sites of this unit")] = None,
     under: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Sites in this subtree")] = None,
     status: SiteStatusLit | None = None,
-    q: Annotated[str | None, Query(max_length=100, description="Site or unit name, or site code")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, pattern=NO_NUL, description="Site or unit name, or site code")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[SiteOut]:
@@ -70,7 +72,7 @@ def list_sites(
         return Page(items=[site_out(s, u) for s, u in rows], total=total)
 
 
-@router.get("/{site_id}", response_model=SiteOut, summary="One site")
+@router.get("/{site_id:int}", response_model=SiteOut, summary="One site")
 def get_site(w: Annotated[Web, Depends(web)], site_id: PathId) -> SiteOut:
     with w.read() as session:
         return site_out(*readable_site(w, session, site_id))
@@ -86,25 +88,35 @@ def create_site(w: Annotated[Web, Depends(web)], body: SiteCreate) -> SiteOut:
         return site_out(site, unit)
 
 
-@router.patch("/{site_id}", response_model=SiteOut, summary="Update a site (operators: contacts only)")
+@router.patch("/{site_id:int}", response_model=SiteOut, summary="Update a site (operators: contacts only)")
 def update_site(w: Annotated[Web, Depends(web)], site_id: PathId, body: SiteUpdate) -> SiteOut:
     with w.tx() as tx:
         site, unit = readable_site(w, tx.session, site_id)
         p = w.principal
         fields = body.model_dump(exclude_unset=True, exclude={"unit_id"})
+        changes = {key: value for key, value in fields.items() if value is not None}
         if p.can_unit(Perm.site_write, unit.path):
             allowed: tuple[str, ...] = svc.SITE_FIELDS
         elif p.can_site(Perm.site_contact_write, site.id, unit.path):
             allowed = svc.CONTACT_FIELDS
         else:
             raise Forbidden("Bạn không có quyền sửa điểm cầu này.")
-        site = svc.update_site(tx, site.id, allowed=allowed, **fields)
+        # Everything is authorized before anything is written.
+        refused = sorted(set(changes) - set(allowed))
+        if refused:
+            raise Forbidden(
+                f"Bạn chỉ được sửa thông tin liên hệ của điểm cầu này (không được sửa: {', '.join(refused)}).",
+                code="field_not_allowed",
+            )
+        target = None
         if body.unit_id is not None and body.unit_id != site.unit_id:
             if not p.can_unit(Perm.site_write, unit.path):
                 raise Forbidden("Bạn không có quyền chuyển điểm cầu này.")
             target = readable_unit(w, tx.session, body.unit_id)
             if not p.can_unit(Perm.site_write, target.path):
                 raise Forbidden("Bạn không có quyền chuyển điểm cầu vào đơn vị này.")
+        site = svc.update_site(tx, site.id, allowed=allowed, **changes)
+        if target is not None:
             site = svc.move_site(tx, site.id, target.id)
             unit = target
         return site_out(site, unit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Annotated
 
@@ -9,11 +11,13 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from giaoban.errors import Forbidden, NotFound
+from giaoban.errors import Conflict, DomainError, Forbidden, NotFound
 from giaoban.org import units as svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit, UnitVersion
 from giaoban.org.schemas import (
+    NO_NUL,
+    IsoDate,
     Page,
     ReorgOut,
     UnitClose,
@@ -26,10 +30,10 @@ from giaoban.org.schemas import (
     UnitSplit,
     UnitUpdate,
 )
-from giaoban.web.api.common import ERRORS, Limit, Offset, PathId
+from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 
-router = APIRouter(prefix="/units", tags=["units"], responses=ERRORS)
+router = APIRouter(prefix="/units", tags=["units"], responses=ERRORS, route_class=ApiRoute)
 
 
 def _out(version: UnitVersion | Unit, code: str, child_count: int = 0) -> UnitOut:
@@ -61,18 +65,46 @@ def _kinds(w: Web) -> tuple[str, ...]:
     return svc.allowed_kinds(w.ctx.settings.extra_unit_kinds)
 
 
+# Refusals that depend on the tree as it stands today (its history, its shape, today's date), not
+# on the request's shape: a well-formed request that conflicts with the current state is a 409.
+TREE_CONFLICTS = frozenset(
+    {
+        "effective_in_future",
+        "effective_before_history",
+        "effective_before_parent",
+        "tree_cycle",
+        "merge_nested",
+        "split_child",
+        "split_site",
+        "split_unassigned",
+    }
+)
+
+
+@contextmanager
+def tree_rules() -> Iterator[None]:
+    try:
+        yield
+    except DomainError as exc:
+        if exc.status == 400 and exc.code in TREE_CONFLICTS:
+            raise Conflict(exc.message, code=exc.code, details=exc.details) from exc
+        raise
+
+
 @router.get("", response_model=Page[UnitOut], summary="List units (as of a date)")
 def list_units(
     w: Annotated[Web, Depends(web)],
-    kind: Annotated[str | None, Query(max_length=40)] = None,
+    kind: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
     parent: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="Direct children of this unit")
     ] = None,
     under: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Whole subtree of this unit")] = None,
     roots: Annotated[bool, Query(description="Only top-level units the caller can see")] = False,
-    as_of: Annotated[date | None, Query(description="Tree as it stood on this date (default today)")] = None,
+    as_of: Annotated[
+        IsoDate | None, Query(description="Tree as it stood on this date (default today)")
+    ] = None,
     q: Annotated[
-        str | None, Query(max_length=100, description="Name (diacritics-insensitive) or code")
+        str | None, Query(max_length=100, pattern=NO_NUL, description="Name (diacritics-insensitive) or code")
     ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -94,11 +126,11 @@ def list_units(
         return Page(items=[_out(v, code, counts.get(v.unit_id, 0)) for v, code in rows], total=total)
 
 
-@router.get("/{unit_id}", response_model=UnitDetail, summary="One unit, with its ancestors")
+@router.get("/{unit_id:int}", response_model=UnitDetail, summary="One unit, with its ancestors")
 def get_unit(
     w: Annotated[Web, Depends(web)],
     unit_id: PathId,
-    as_of: Annotated[date | None, Query()] = None,
+    as_of: Annotated[IsoDate | None, Query()] = None,
 ) -> UnitDetail:
     with w.read() as session:
         unit = readable_unit(w, session, unit_id)
@@ -121,7 +153,7 @@ def get_unit(
         return UnitDetail(**base.model_dump(), ancestors=ancestors, site_count=sites)
 
 
-@router.get("/{unit_id}/history", response_model=UnitHistory, summary="Versions, events and lineage")
+@router.get("/{unit_id:int}/history", response_model=UnitHistory, summary="Versions, events and lineage")
 def unit_history(w: Annotated[Web, Depends(web)], unit_id: PathId) -> UnitHistory:
     with w.read() as session:
         readable_unit(w, session, unit_id)
@@ -132,7 +164,7 @@ def unit_history(w: Annotated[Web, Depends(web)], unit_id: PathId) -> UnitHistor
 
 @router.post("", response_model=UnitOut, status_code=201, summary="Create a unit")
 def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         if body.parent_id is None:
             if not w.principal.is_global(Perm.unit_write):
                 raise Forbidden("Chỉ quản trị toàn hệ thống được tạo đơn vị cấp cao nhất.")
@@ -150,9 +182,11 @@ def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
         return _out(unit, unit.code)
 
 
-@router.patch("/{unit_id}", response_model=UnitOut, summary="Rename or change kind, effective from a date")
+@router.patch(
+    "/{unit_id:int}", response_model=UnitOut, summary="Rename or change kind, effective from a date"
+)
 def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpdate) -> UnitOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         readable_unit(w, tx.session, unit_id, Perm.unit_write)
         unit = svc.update_unit(
             tx, unit_id, name=body.name, kind=body.kind, effective=body.effective, kinds=_kinds(w)
@@ -160,9 +194,9 @@ def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpda
         return _out(unit, unit.code)
 
 
-@router.post("/{unit_id}/move", response_model=UnitOut, summary="Move under another parent")
+@router.post("/{unit_id:int}/move", response_model=UnitOut, summary="Move under another parent")
 def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) -> UnitOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         readable_unit(w, tx.session, unit_id, Perm.unit_write)
         if body.parent_id is None:
             if not w.principal.is_global(Perm.unit_write):
@@ -173,9 +207,9 @@ def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) 
         return _out(unit, unit.code)
 
 
-@router.post("/{unit_id}/close", response_model=UnitOut, summary="Dissolve a unit that has no successor")
+@router.post("/{unit_id:int}/close", response_model=UnitOut, summary="Dissolve a unit that has no successor")
 def close_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitClose) -> UnitOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         readable_unit(w, tx.session, unit_id, Perm.unit_write)
         unit = svc.close_unit(tx, unit_id, effective=body.effective)
         return _out(unit, unit.code)
@@ -183,7 +217,7 @@ def close_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitClose
 
 @router.post("/merge", response_model=ReorgOut, summary="Merge units into one (sáp nhập)")
 def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         for source_id in body.source_ids:
             readable_unit(w, tx.session, source_id, Perm.unit_write)
         if body.target_id is not None:
@@ -209,9 +243,11 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
         return ReorgOut(**result.__dict__)
 
 
-@router.post("/{unit_id}/split", response_model=ReorgOut, summary="Split a unit into new ones (chia tách)")
+@router.post(
+    "/{unit_id:int}/split", response_model=ReorgOut, summary="Split a unit into new ones (chia tách)"
+)
 def split_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitSplit) -> ReorgOut:
-    with w.tx() as tx:
+    with w.tx() as tx, tree_rules():
         source = readable_unit(w, tx.session, unit_id, Perm.unit_write)
         if source.parent_id is None:
             if not w.principal.is_global(Perm.unit_write):

@@ -14,6 +14,7 @@ from giaoban.org import accounts as svc
 from giaoban.org.access import Perm, Principal
 from giaoban.org.models import RoleAssignment, Unit, User
 from giaoban.org.schemas import (
+    NO_NUL,
     LockIn,
     Page,
     PasswordReset,
@@ -27,11 +28,11 @@ from giaoban.org.schemas import (
 )
 from giaoban.org.units import get_unit, in_any_subtree
 from giaoban.text import search_key
-from giaoban.web.api.common import ERRORS, Limit, Offset, PathId
+from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.api.units import readable_unit
 from giaoban.web.deps import Web, web
 
-router = APIRouter(prefix="/users", tags=["users"], responses=ERRORS)
+router = APIRouter(prefix="/users", tags=["users"], responses=ERRORS, route_class=ApiRoute)
 
 
 def user_out(user: User) -> UserOut:
@@ -107,8 +108,10 @@ def _check_grantable(w: Web, session: Session, roles: Sequence[RoleIn]) -> list[
 @router.get("", response_model=Page[UserOut], summary="List users whose roles lie in your scope")
 def list_users(
     w: Annotated[Web, Depends(web)],
-    q: Annotated[str | None, Query(max_length=100, description="User name or full name")] = None,
-    role: Annotated[str | None, Query(max_length=40)] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, pattern=NO_NUL, description="User name or full name")
+    ] = None,
+    role: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
     unit: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="Users with a role in this subtree")
     ] = None,
@@ -154,7 +157,7 @@ def list_users(
         return Page(items=[user_out(u) for u in users], total=total)
 
 
-@router.get("/{user_id}", response_model=UserDetail, summary="One user (audited: personal data)")
+@router.get("/{user_id:int}", response_model=UserDetail, summary="One user (audited: personal data)")
 def get_user(w: Annotated[Web, Depends(web)], user_id: PathId) -> UserDetail:
     with w.tx() as tx:
         if not w.principal.can_any(Perm.user_read):
@@ -185,7 +188,7 @@ def create_user(w: Annotated[Web, Depends(web)], body: UserCreate) -> UserDetail
         return user_detail(svc.get_user(tx.session, user.id))
 
 
-@router.patch("/{user_id}", response_model=UserDetail, summary="Update a user's details")
+@router.patch("/{user_id:int}", response_model=UserDetail, summary="Update a user's details")
 def update_user(w: Annotated[Web, Depends(web)], user_id: PathId, body: UserUpdate) -> UserDetail:
     with w.tx() as tx:
         writable_user(w, tx.session, user_id)
@@ -193,7 +196,7 @@ def update_user(w: Annotated[Web, Depends(web)], user_id: PathId, body: UserUpda
         return user_detail(user)
 
 
-@router.put("/{user_id}/roles", response_model=UserDetail, summary="Replace a user's role assignments")
+@router.put("/{user_id:int}/roles", response_model=UserDetail, summary="Replace a user's role assignments")
 def set_roles(w: Annotated[Web, Depends(web)], user_id: PathId, body: RolesIn) -> UserDetail:
     with w.tx() as tx:
         writable_user(w, tx.session, user_id)
@@ -204,7 +207,7 @@ def set_roles(w: Annotated[Web, Depends(web)], user_id: PathId, body: RolesIn) -
         return user_detail(user)
 
 
-@router.post("/{user_id}/lock", response_model=UserDetail, summary="Lock or unlock an account")
+@router.post("/{user_id:int}/lock", response_model=UserDetail, summary="Lock or unlock an account")
 def lock_user(w: Annotated[Web, Depends(web)], user_id: PathId, body: LockIn) -> UserDetail:
     with w.tx() as tx:
         writable_user(w, tx.session, user_id)
@@ -214,7 +217,7 @@ def lock_user(w: Annotated[Web, Depends(web)], user_id: PathId, body: LockIn) ->
         return user_detail(user)
 
 
-@router.post("/{user_id}/password", response_model=UserDetail, summary="Set a new password for a user")
+@router.post("/{user_id:int}/password", response_model=UserDetail, summary="Set a new password for a user")
 def reset_password(w: Annotated[Web, Depends(web)], user_id: PathId, body: PasswordReset) -> UserDetail:
     with w.tx() as tx:
         writable_user(w, tx.session, user_id)
