@@ -75,6 +75,12 @@ LOGIN_CSRF_COOKIE = "gb_login_csrf"
 PAGE_SIZE = 20
 MAX_QUERY = 100
 
+
+def _query(q: str) -> str:
+    """A search box's text as the API accepts it (no NUL, trimmed, bounded)."""
+    return q.replace("\x00", "").strip()[:MAX_QUERY]
+
+
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -442,9 +448,14 @@ def _login_token(request: Request) -> tuple[str, bool]:
 
 def _login_token_ok(request: Request, cookie: str, sent: str) -> bool:
     nonce, _sep, sig = cookie.partition(".")
-    if not nonce or not sig or not hmac.compare_digest(sig, _login_token_sig(request, nonce)):
+    # Compared as bytes: compare_digest refuses non-ASCII str, and these values come from the client.
+    if (
+        not nonce
+        or not sig
+        or not hmac.compare_digest(sig.encode(), _login_token_sig(request, nonce).encode())
+    ):
         return False
-    return hmac.compare_digest(cookie, sent)
+    return hmac.compare_digest(cookie.encode(), sent.encode())
 
 
 def _login_page(
@@ -621,7 +632,7 @@ def sites_page(
     w = _web(request, caller)
     if not w.principal.can_any(Perm.site_read):
         raise Forbidden(N_("Bạn không có quyền xem danh sách điểm cầu."))
-    q = q.strip()[:MAX_QUERY]
+    q = _query(q)
     status_filter = cast(SiteStatusLit | None, status if status in SITE_STATUS_LABELS_VI else None)
     number = _int(page, 1, 1, 100_000)
     result = sites_api.list_sites(
@@ -738,7 +749,7 @@ def _users_page(request: Request, caller: Caller, *, q: str, page: int) -> Respo
 
 @router.get("/users")
 def users_page(request: Request, caller: SignedIn, q: str = "", page: str = "1") -> Response:
-    return _users_page(request, caller, q=q.strip()[:MAX_QUERY], page=_int(page, 1, 1, 100_000))
+    return _users_page(request, caller, q=_query(q), page=_int(page, 1, 1, 100_000))
 
 
 def _new_user_page(
@@ -828,7 +839,7 @@ def user_create(
     try:
         new_role = _new_role(w, _, role, unit_code, site_code)
         body = UserCreate(
-            username=username,
+            username=username.strip(),
             password=password,
             full_name=full_name,
             email=email,

@@ -648,3 +648,14 @@ def test_unexpected_failure_gives_a_friendly_500(
     assert r.status_code == 500
     assert "Đã có lỗi xảy ra" in r.text and "boom" not in r.text
     assert "boom" in caplog.text  # logged for the operators, with its traceback
+
+
+def test_hostile_query_and_csrf_values_give_clean_answers(client: TestClient, demo: Demo) -> None:
+    """A NUL in a search box and a non-ASCII login CSRF value are refused or ignored, never a 500."""
+    client.get("/login", headers=HTML)  # a valid login CSRF cookie; the form field is hostile
+    r = client.post("/login", data={"username": "admin", "password": "x", "csrf": "ư.ư"}, headers=HTML)
+    assert r.status_code == 403
+    sign_in(client, "admin")
+    for path in ("/sites?q=ha%00noi", "/users?q=%00"):
+        r = client.get(path, headers=HTML)
+        assert r.status_code == 200, path
