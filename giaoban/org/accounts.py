@@ -129,6 +129,7 @@ def create_user(
     roles: Sequence[RoleSpec] = (),
     must_change_password: bool = False,
     check_strength: bool = True,
+    password_hash: str | None = None,
 ) -> User:
     session = tx.session
     username = username.strip().lower()
@@ -151,7 +152,7 @@ def create_user(
         full_name_key=search_key(full_name),
         email=email.strip(),
         phone=phone.strip(),
-        password_hash=hash_password(password),
+        password_hash=password_hash or hash_password(password),
         password_changed_at=utcnow(),
         must_change_password=must_change_password,
     )
