@@ -1,34 +1,49 @@
 """Import and export of units and sites as TSV, CSV or XLSX.
 
 Imports are all-or-nothing: every row is checked first (required fields, kinds, duplicate codes,
-unknown parents, cycles), and if any row is wrong nothing is written and the caller gets one error
-per bad row. Only a clean file is then written, through the same actions the API uses.
+unknown parents, cycles, the caller's rights), and if any row is wrong nothing is written and the
+caller gets one error per bad row, with the row's line number in the file. Only a clean file is then
+written, through the same batch actions the API uses (``create_units`` / ``create_sites``).
+
+Files are read as text only: the header names the columns (English or Vietnamese, with or without
+diacritics); unknown columns are ignored. The ``valid_from`` / ``valid_to`` columns of an export say
+what the tree looked like; an import creates every unit effective from one date (``effective``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
-from sqlalchemy import select
+from openpyxl.cell import WriteOnlyCell
+from sqlalchemy import Select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from giaoban.context import Tx
-from giaoban.errors import DomainError
+from giaoban.errors import Conflict, DomainError
 from giaoban.org import sites as site_svc
 from giaoban.org import units as unit_svc
 from giaoban.org.models import Site, SiteStatus, Unit
-from giaoban.text import nfc
+from giaoban.text import nfc, search_key
 
 MAX_ROWS = 50_000
 MAX_BYTES = 20 * 1024 * 1024
+# An XLSX is a zip: refuse one whose parts would inflate beyond this (a "zip bomb").
+MAX_XLSX_INFLATED = 256 * 1024 * 1024
+MAX_COLUMNS = 64
+# A file with thousands of bad rows gets the first ones listed; the message gives the total.
+MAX_REPORTED = 1000
+SITE_NAME_PREFIX = "Điểm cầu "
 
-# Accepted header names (Vietnamese and English, compared without diacritics / case).
+# Accepted header names (Vietnamese and English), compared after folding: no diacritics, no case,
+# "_" and "-" read as spaces.
 UNIT_COLUMNS = {
     "code": ("code", "ma", "ma don vi"),
     "name": ("name", "ten", "ten don vi"),
@@ -59,11 +74,16 @@ SITE_EXPORT = (
     "status",
 )
 FORMATS = ("tsv", "csv", "xlsx")
+MEDIA_TYPES = {
+    "tsv": "text/tab-separated-values",
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
 @dataclass
 class RowError:
-    row: int  # 1-based line/row number in the file, header included
+    row: int  # 1-based line (TSV/CSV) or row (XLSX) of the file, header included; 0 = the whole file
     message: str
     code: str = ""
 
@@ -92,51 +112,111 @@ class ImportRejected(DomainError):
     code = "import_rejected"
 
 
+def _rejected(errors: list[RowError]) -> ImportRejected:
+    errors = sorted(errors, key=lambda e: e.row)
+    if len(errors) == 1 and errors[0].row == 0:
+        message = f"{errors[0].message} Chưa ghi gì vào hệ thống."
+    else:
+        shown = "" if len(errors) <= MAX_REPORTED else f" (liệt kê {MAX_REPORTED} lỗi đầu)"
+        message = f"Tệp có {len(errors)} lỗi{shown}; chưa ghi gì vào hệ thống."
+    return ImportRejected(message, details=[e.as_dict() for e in errors[:MAX_REPORTED]])
+
+
+def _file_error(message: str, code: str, row: int = 0) -> ImportRejected:
+    return _rejected([RowError(row, message, code)])
+
+
 def _fold(header: str) -> str:
-    from giaoban.text import search_key
-
-    return search_key(header).replace("_", " ").strip()
+    return " ".join(search_key(header).replace("_", " ").replace("-", " ").split())
 
 
-def _format_of(filename: str, declared: str | None = None) -> str:
-    fmt = (declared or filename.rsplit(".", 1)[-1]).lower()
+def format_of(filename: str, declared: str | None = None) -> str:
+    """The file format: the declared one, else the file name's extension."""
+    fmt = (declared or (filename.rsplit(".", 1)[-1] if "." in filename else "")).lower()
     if fmt not in FORMATS:
-        raise DomainError(f"Định dạng '{fmt}' không được hỗ trợ (tsv, csv, xlsx).", code="unsupported_format")
+        what = f"Định dạng '{fmt}'" if fmt else "Tệp không có đuôi nên định dạng"
+        raise _file_error(f"{what} không được hỗ trợ (cần .tsv, .csv hoặc .xlsx).", "unsupported_format")
     return fmt
 
 
-def read_table(data: bytes, filename: str, fmt: str | None = None) -> list[list[str]]:
-    """Rows of cells as text. Raises a clear error for files that cannot be read at all."""
+Table = list[tuple[int, list[str]]]  # (line or row number in the file, cells)
+
+
+def read_table(data: bytes, filename: str, fmt: str | None = None) -> Table:
+    """Rows of cells as text, each with its line (TSV/CSV) or row (XLSX) number.
+
+    A file that cannot be read at all raises ``ImportRejected`` with a single error.
+    """
     if len(data) > MAX_BYTES:
-        raise DomainError("Tệp quá lớn (tối đa 20 MB).", code="file_too_large")
-    fmt = _format_of(filename, fmt)
-    if fmt == "xlsx":
+        raise _file_error("Tệp quá lớn (tối đa 20 MB).", "file_too_large")
+    fmt = format_of(filename, fmt)
+    return _read_xlsx(data) if fmt == "xlsx" else _read_text(data, "\t" if fmt == "tsv" else ",")
+
+
+def _too_many_rows() -> ImportRejected:
+    return _file_error(f"Tệp có quá nhiều dòng (tối đa {MAX_ROWS}).", "too_many_rows")
+
+
+def _read_xlsx(data: bytes) -> Table:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise _file_error(
+            "Không đọc được tệp Excel (tệp hỏng hoặc không phải .xlsx).", "unreadable_file"
+        ) from exc
+    if inflated > MAX_XLSX_INFLATED:
+        raise _file_error("Tệp Excel giải nén ra quá lớn.", "file_too_large")
+    rows: Table = []
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
-            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a broken file
-            raise DomainError(
-                f"Không đọc được tệp Excel: {exc.__class__.__name__}.", code="unreadable_file"
-            ) from exc
-        sheet = wb.worksheets[0] if wb.worksheets else None
-        if sheet is None:
-            raise DomainError("Tệp Excel không có trang tính nào.", code="unreadable_file")
-        rows = [
-            ["" if c is None else _cell_text(c) for c in row] for row in sheet.iter_rows(values_only=True)
-        ]
-        wb.close()
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DomainError("Tệp phải được mã hóa UTF-8.", code="bad_encoding") from exc
-        if "\x00" in text:
-            raise DomainError("Tệp có ký tự không hợp lệ (NUL).", code="unreadable_file")
-        try:
-            rows = list(csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ","))
-        except csv.Error as exc:
-            raise DomainError(f"Không đọc được tệp: {exc}.", code="unreadable_file") from exc
-    if len(rows) > MAX_ROWS + 1:
-        raise DomainError(f"Tệp có quá nhiều dòng (tối đa {MAX_ROWS}).", code="too_many_rows")
+            if not wb.worksheets:
+                raise _file_error("Tệp Excel không có trang tính nào.", "unreadable_file")
+            sheet = wb.worksheets[0]
+            # Read what is really there: the stored dimensions may be missing or wrong.
+            sheet.reset_dimensions()
+            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                if len(rows) > MAX_ROWS:
+                    raise _too_many_rows()
+                rows.append((number, ["" if c is None else _cell_text(c) for c in cells[:MAX_COLUMNS]]))
+        finally:
+            wb.close()
+    except ImportRejected:
+        raise
+    except Exception as exc:  # openpyxl raises many kinds (KeyError, XML errors...) for a broken file
+        raise _file_error(f"Không đọc được tệp Excel ({exc.__class__.__name__}).", "unreadable_file") from exc
+    return rows
+
+
+def _decode(data: bytes) -> str:
+    # Excel's "Unicode text" is UTF-16 with a byte-order mark; everything else must be UTF-8.
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _file_error(
+            "Tệp phải được mã hóa UTF-8 (trong Excel: lưu dạng 'CSV UTF-8').", "bad_encoding", line
+        ) from exc
+
+
+def _read_text(data: bytes, delimiter: str) -> Table:
+    text = _decode(data)
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise _file_error("Tệp có ký tự không hợp lệ (NUL).", "unreadable_file", line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: Table = []
+    start = 1
+    try:
+        for cells in reader:
+            if len(rows) > MAX_ROWS:
+                raise _too_many_rows()
+            rows.append((start, cells[:MAX_COLUMNS]))
+            start = reader.line_num + 1  # a quoted cell may span several lines
+    except csv.Error as exc:
+        raise _file_error(f"Không đọc được tệp: {exc}.", "unreadable_file", reader.line_num) from exc
     return rows
 
 
@@ -149,31 +229,47 @@ def _cell_text(value: Any) -> str:
 
 
 def _map_header(
-    header: Sequence[str], columns: dict[str, tuple[str, ...]], required: Sequence[str]
+    header: Sequence[str], columns: dict[str, tuple[str, ...]], required: Sequence[str], line: int
 ) -> dict[str, int]:
     folded = [_fold(h) for h in header]
     mapping: dict[str, int] = {}
     for name, aliases in columns.items():
+        accepted = {_fold(a) for a in aliases}
         for i, h in enumerate(folded):
-            if h in aliases and name not in mapping:
+            if h in accepted and name not in mapping:
                 mapping[name] = i
     missing = [c for c in required if c not in mapping]
     if missing:
-        raise ImportRejected(
-            f"Thiếu cột bắt buộc: {', '.join(missing)}.",
-            details=[RowError(1, f"Thiếu cột bắt buộc: {', '.join(missing)}.", "missing_column").as_dict()],
+        raise _file_error(
+            f"Thiếu cột bắt buộc: {', '.join(missing)} (dòng tiêu đề phải là dòng đầu tiên).",
+            "missing_column",
+            line,
         )
     return mapping
 
 
-def _records(rows: list[list[str]], mapping: dict[str, int]) -> list[tuple[int, dict[str, str]]]:
-    out = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines are not rows
-        rec = {name: nfc(row[i]) if i < len(row) else "" for name, i in mapping.items()}
-        out.append((lineno, rec))
-    return out
+def _records(
+    table: Table, columns: dict[str, tuple[str, ...]], required: Sequence[str]
+) -> list[tuple[int, dict[str, str]]]:
+    """Data rows as {column: NFC text}; the first non-blank row is the header, blank lines are skipped."""
+    body = [(line, cells) for line, cells in table if any(c.strip() for c in cells)]
+    if not body:
+        raise _file_error("Tệp rỗng.", "empty")
+    (header_line, header), rows = body[0], body[1:]
+    mapping = _map_header(header, columns, required, header_line)
+    return [
+        (line, {name: nfc(cells[i]) if i < len(cells) else "" for name, i in mapping.items()})
+        for line, cells in rows
+    ]
+
+
+def _kind_lookup(kinds: Sequence[str]) -> dict[str, str]:
+    """Folded spelling → kind: "province", "Province", "Tỉnh, thành phố" all name the same kind."""
+    lookup = {_fold(k): k for k in kinds}
+    for kind, label in unit_svc.KIND_LABELS_VI.items():
+        if kind in kinds:
+            lookup.setdefault(_fold(label), kind)
+    return lookup
 
 
 @dataclass
@@ -185,6 +281,9 @@ class _UnitRow:
     parent: str
 
 
+CreateCheck = Callable[[Unit | None], bool]
+
+
 def import_units(
     tx: Tx,
     data: bytes,
@@ -194,130 +293,183 @@ def import_units(
     effective: date | None = None,
     with_sites: bool = False,
     kinds: Sequence[str] = unit_svc.BUILTIN_KINDS,
-    may_create_under: Any = None,
+    may_create_under: CreateCheck | None = None,
+    may_see: Callable[[Unit], bool] | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
     """Create the units listed in a file (parents may be in the file or already in the tree).
 
     ``with_sites`` also gives every new unit one site ("điểm cầu") carrying the unit's code and
     name, as the demo network has one site per unit. ``may_create_under(parent_unit | None)`` lets
-    the web layer refuse parents outside the caller's scope; refusals are row errors too.
+    the web layer refuse parents outside the caller's scope; refusals are row errors too. A parent
+    the caller may not see (``may_see``) is reported exactly as one that does not exist, so a file
+    cannot probe which codes exist elsewhere. With ``dry_run`` the file is checked in full and
+    nothing is written.
     """
-    rows = read_table(data, filename, fmt)
-    if not rows:
-        raise ImportRejected("Tệp rỗng.", details=[RowError(1, "Tệp rỗng.", "empty").as_dict()])
-    mapping = _map_header(rows[0], UNIT_COLUMNS, ("code", "name", "kind"))
-    records = _records(rows, mapping)
+    effective = unit_svc.check_effective(effective)
+    records = _records(read_table(data, filename, fmt), UNIT_COLUMNS, ("code", "name", "kind"))
     report = ImportReport(kind="units", rows=len(records), dry_run=dry_run)
     session = tx.session
+    errors = report.errors
+    kind_of = _kind_lookup(kinds)
+    codes = [rec["code"] for _, rec in records]
+    in_db = unit_svc.units_by_code(session, codes)
+    sites_in_db = site_svc.existing_site_codes(session, codes) if with_sites else set()
+    first_line: dict[str, int] = {}  # code -> first line declaring it, good or bad
     parsed: dict[str, _UnitRow] = {}
     for line, rec in records:
-        problems = []
-        if not rec["code"] or len(rec["code"]) > 32:
-            problems.append(("Mã đơn vị phải có từ 1 đến 32 ký tự.", "invalid_unit_code"))
-        if not rec["name"] or len(rec["name"]) > 300:
-            problems.append(("Tên đơn vị phải có từ 1 đến 300 ký tự.", "invalid_unit_name"))
-        if rec["kind"] not in kinds:
-            problems.append((f"Loại đơn vị '{rec['kind']}' không hợp lệ.", "invalid_unit_kind"))
-        if rec["code"] in parsed:
-            problems.append(
-                (f"Mã '{rec['code']}' trùng với dòng {parsed[rec['code']].line}.", "duplicate_code")
+        code, name = rec["code"], rec["name"]
+        before = len(errors)
+        if not code or len(code) > 32:
+            errors.append(RowError(line, "Mã đơn vị phải có từ 1 đến 32 ký tự.", "invalid_unit_code"))
+        elif code in first_line:
+            errors.append(RowError(line, f"Mã '{code}' trùng với dòng {first_line[code]}.", "duplicate_code"))
+        elif code in in_db:
+            errors.append(RowError(line, f"Mã '{code}' đã có trong hệ thống.", "unit_code_exists"))
+        elif code in sites_in_db:
+            errors.append(RowError(line, f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists"))
+        if not name or len(name) > 300:
+            errors.append(RowError(line, "Tên đơn vị phải có từ 1 đến 300 ký tự.", "invalid_unit_name"))
+        elif with_sites and len(SITE_NAME_PREFIX + name) > 300:
+            errors.append(
+                RowError(line, "Tên đơn vị quá dài để đặt tên cho điểm cầu kèm theo.", "invalid_site_name")
             )
-        elif rec["code"] and unit_svc.get_unit_by_code(session, rec["code"]) is not None:
-            problems.append((f"Mã '{rec['code']}' đã có trong hệ thống.", "unit_code_exists"))
-        for message, code in problems:
-            report.errors.append(RowError(line, message, code))
-        if not problems:
-            parsed[rec["code"]] = _UnitRow(line, rec["code"], rec["name"], rec["kind"], rec.get("parent", ""))
-    # Parents: in the file, or an active unit already in the tree; and no cycles within the file.
-    existing: dict[str, Unit | None] = {}
-    for row in parsed.values():
-        if row.parent and row.parent not in parsed and row.parent not in existing:
-            existing[row.parent] = unit_svc.get_unit_by_code(session, row.parent)
-    order: list[_UnitRow] = []
-    state: dict[str, int] = {}  # 1 = visiting, 2 = done
-
-    def visit(row: _UnitRow) -> bool:
-        if state.get(row.code) == 2:
-            return True
-        if state.get(row.code) == 1:
-            report.errors.append(RowError(row.line, f"Vòng lặp cấp trên qua mã '{row.code}'.", "cycle"))
-            return False
-        state[row.code] = 1
-        ok = True
-        if row.parent:
-            if row.parent == row.code:
-                report.errors.append(
-                    RowError(row.line, "Đơn vị không thể là cấp trên của chính nó.", "cycle")
+        kind = kind_of.get(_fold(rec["kind"]))
+        if kind is None:
+            errors.append(
+                RowError(
+                    line,
+                    f"Loại đơn vị '{rec['kind']}' không hợp lệ; các loại: {', '.join(kinds)}.",
+                    "invalid_unit_kind",
                 )
-                ok = False
-            elif row.parent in parsed:
-                ok = visit(parsed[row.parent])
-            else:
-                parent = existing.get(row.parent)
-                if parent is None:
-                    report.errors.append(
-                        RowError(
-                            row.line, f"Không tìm thấy đơn vị cấp trên '{row.parent}'.", "unknown_parent"
-                        )
-                    )
-                    ok = False
-                elif parent.valid_to is not None:
-                    report.errors.append(
-                        RowError(row.line, f"Đơn vị cấp trên '{row.parent}' đã giải thể.", "unit_closed")
-                    )
-                    ok = False
-                elif may_create_under is not None and not may_create_under(parent):
-                    report.errors.append(
-                        RowError(row.line, f"Bạn không có quyền tạo đơn vị dưới '{row.parent}'.", "forbidden")
-                    )
-                    ok = False
-        elif may_create_under is not None and not may_create_under(None):
-            report.errors.append(
-                RowError(row.line, "Bạn không có quyền tạo đơn vị cấp cao nhất.", "forbidden")
             )
-            ok = False
-        state[row.code] = 2
-        if ok:
-            order.append(row)
-        return ok
-
-    for row in list(parsed.values()):
-        visit(row)
-    if report.errors:
-        report.errors.sort(key=lambda e: e.row)
-        raise ImportRejected(
-            f"Tệp có {len(report.errors)} lỗi; chưa ghi gì vào hệ thống.",
-            details=[e.as_dict() for e in report.errors],
-        )
+        if code:
+            first_line.setdefault(code, line)
+        if len(errors) == before and kind is not None:
+            parsed[code] = _UnitRow(line, code, name, kind, rec.get("parent", ""))
+    order = _resolve_parents(session, parsed, first_line, effective, may_create_under, may_see, errors)
+    if errors:
+        raise _rejected(errors)
+    report.created = len(order)
+    report.sites_created = len(order) if with_sites else 0
     if dry_run:
-        report.created = len(order)
-        report.sites_created = len(order) if with_sites else 0
         return report
-    ids: dict[str, int] = {}
-    for row in order:
-        if row.parent in ids:
-            parent_id: int | None = ids[row.parent]
-        elif row.parent:
-            parent_unit = existing[row.parent]
-            parent_id = parent_unit.id if parent_unit else None
-        else:
-            parent_id = None
-        unit = unit_svc.create_unit(
-            tx,
-            code=row.code,
-            name=row.name,
-            kind=row.kind,
-            parent_id=parent_id,
-            effective=effective,
-            kinds=kinds,
-        )
-        ids[row.code] = unit.id
-        report.created += 1
+    drafts = [unit_svc.UnitDraft(r.code, r.name, r.kind, parent_code=r.parent or None) for r in order]
+    try:
+        units = unit_svc.create_units(tx, drafts, effective=effective, kinds=kinds)
         if with_sites:
-            site_svc.create_site(tx, code=row.code, unit_id=unit.id, name=f"Điểm cầu {row.name}")
-            report.sites_created += 1
+            site_svc.create_sites(
+                tx, [site_svc.SiteDraft(u.code, u.id, SITE_NAME_PREFIX + u.name) for u in units]
+            )
+    except IntegrityError as exc:  # another writer took a code between our checks and our insert
+        raise Conflict(
+            "Dữ liệu vừa bị thay đổi đồng thời; hãy nhập lại tệp.", code="concurrent_change"
+        ) from exc
     return report
+
+
+def _resolve_parents(
+    session: Session,
+    parsed: dict[str, _UnitRow],
+    first_line: dict[str, int],
+    effective: date,
+    may_create_under: CreateCheck | None,
+    may_see: Callable[[Unit], bool] | None,
+    errors: list[RowError],
+) -> list[_UnitRow]:
+    """Check every good row's parent chain; return the rows in an order that creates parents first.
+
+    Iterative (a file may hold a chain thousands deep). Every row on a cycle is reported; a row
+    whose ancestor row is bad is not, as fixing the ancestor fixes it.
+    """
+    outside = {r.parent for r in parsed.values() if r.parent and r.parent not in first_line}
+    existing = unit_svc.units_by_code(session, outside)
+    active = [u for u in existing.values() if u.valid_to is None]
+    anchored = unit_svc.anchored_since(session, active, effective) if active else set()
+    allowed: dict[str | None, bool] = {}
+
+    def may_create(parent: Unit | None) -> bool:
+        key = parent.code if parent else None
+        if key not in allowed:
+            allowed[key] = may_create_under is None or may_create_under(parent)
+        return allowed[key]
+
+    def top_ok(row: _UnitRow) -> bool:
+        """The row's parent is not a row of the file: check it against the tree."""
+        if not row.parent:
+            if may_create(None):
+                return True
+            errors.append(RowError(row.line, "Bạn không có quyền tạo đơn vị cấp cao nhất.", "forbidden"))
+            return False
+        if row.parent in first_line:
+            return False  # the parent's own row is wrong and reported
+        parent = existing.get(row.parent)
+        if parent is None or (may_see is not None and not may_see(parent)):
+            message, code = f"Không tìm thấy đơn vị cấp trên '{row.parent}'.", "unknown_parent"
+        elif parent.valid_to is not None:
+            message, code = f"Đơn vị cấp trên '{row.parent}' đã giải thể.", "unit_closed"
+        elif not may_create(parent):
+            message, code = f"Bạn không có quyền tạo đơn vị dưới '{row.parent}'.", "forbidden"
+        elif parent.id not in anchored:
+            message = (
+                f"Vào ngày {effective.isoformat()} đơn vị cấp trên '{row.parent}' chưa có "
+                "hoặc chưa ở vị trí hiện nay."
+            )
+            code = "effective_before_parent"
+        else:
+            return True
+        errors.append(RowError(row.line, message, code))
+        return False
+
+    ok: dict[str, bool] = {}
+    order: list[_UnitRow] = []
+    for start in parsed.values():
+        chain: list[_UnitRow] = []  # from ``start`` up towards the top, all still undecided
+        on_chain: dict[str, int] = {}
+        row: _UnitRow | None = start
+        verdict = False
+        while row is not None:
+            if row.code in ok:
+                verdict = ok[row.code]
+                break
+            if row.code in on_chain:
+                cycle = chain[on_chain[row.code] :]
+                del chain[on_chain[row.code] :]
+                for member in cycle:
+                    if len(cycle) == 1:
+                        message = "Đơn vị không thể là cấp trên của chính nó."
+                    else:
+                        message = "Vòng lặp cấp trên: " + " → ".join(
+                            [m.code for m in cycle] + [cycle[0].code]
+                        )
+                    errors.append(RowError(member.line, message, "cycle"))
+                    ok[member.code] = False
+                verdict = False
+                break
+            on_chain[row.code] = len(chain)
+            chain.append(row)
+            if row.parent in parsed:
+                row = parsed[row.parent]
+                continue
+            chain.pop()
+            verdict = ok[row.code] = top_ok(row)
+            if verdict:
+                order.append(row)
+            break
+        for member in reversed(chain):  # top-most first, so parents precede children in ``order``
+            ok[member.code] = verdict
+            if verdict:
+                order.append(member)
+    depth: dict[str, int] = {}
+    for row in order:
+        if row.parent in depth:
+            depth[row.code] = depth[row.parent] + 1
+        else:
+            depth[row.code] = existing[row.parent].depth + 1 if row.parent else 0
+        if depth[row.code] > unit_svc.MAX_DEPTH:
+            message = f"Đơn vị nằm ở cấp {depth[row.code] + 1}; cây không được sâu quá {unit_svc.MAX_DEPTH + 1} cấp."
+            errors.append(RowError(row.line, message, "tree_too_deep"))
+    return order
 
 
 def import_sites(
@@ -326,75 +478,90 @@ def import_sites(
     filename: str,
     *,
     fmt: str | None = None,
-    may_create_in: Any = None,
+    may_create_in: Callable[[Unit], bool] | None = None,
+    may_see: Callable[[Unit], bool] | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Create the sites listed in a file; each names its unit by code."""
-    rows = read_table(data, filename, fmt)
-    if not rows:
-        raise ImportRejected("Tệp rỗng.", details=[RowError(1, "Tệp rỗng.", "empty").as_dict()])
-    mapping = _map_header(rows[0], SITE_COLUMNS, ("code", "unit", "name"))
-    records = _records(rows, mapping)
+    """Create the sites listed in a file; each names its unit by code.
+
+    ``may_create_in`` and ``may_see`` work as ``may_create_under`` and ``may_see`` of ``import_units``.
+    """
+    records = _records(read_table(data, filename, fmt), SITE_COLUMNS, ("code", "unit", "name"))
     report = ImportReport(kind="sites", rows=len(records), dry_run=dry_run)
     session = tx.session
+    errors = report.errors
+    in_db = site_svc.existing_site_codes(session, [rec["code"] for _, rec in records])
+    units = unit_svc.units_by_code(session, [rec["unit"] for _, rec in records if rec["unit"]])
+    allowed: dict[int, bool] = {}
     seen: dict[str, int] = {}
-    ready: list[tuple[dict[str, str], Unit]] = []
+    drafts: list[site_svc.SiteDraft] = []
     statuses = {s.value for s in SiteStatus}
     for line, rec in records:
-        errors_before = len(report.errors)
+        before = len(errors)
 
         def err(message: str, code: str, line: int = line) -> None:
-            report.errors.append(RowError(line, message, code))
+            errors.append(RowError(line, message, code))
 
-        if not rec["code"] or len(rec["code"]) > 40:
+        code = rec["code"]
+        if not code or len(code) > 40:
             err("Mã điểm cầu phải có từ 1 đến 40 ký tự.", "invalid_site_code")
-        elif rec["code"] in seen:
-            err(f"Mã '{rec['code']}' trùng với dòng {seen[rec['code']]}.", "duplicate_code")
-        elif session.execute(select(Site.id).where(Site.code == rec["code"])).first():
-            err(f"Mã điểm cầu '{rec['code']}' đã có trong hệ thống.", "site_code_exists")
+        elif code in seen:
+            err(f"Mã '{code}' trùng với dòng {seen[code]}.", "duplicate_code")
+        elif code in in_db:
+            err(f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists")
         if not rec["name"] or len(rec["name"]) > 300:
             err("Tên điểm cầu phải có từ 1 đến 300 ký tự.", "invalid_site_name")
-        status = rec.get("status") or "active"
+        status = rec.get("status") or SiteStatus.active.value
         if status not in statuses:
-            err(f"Trạng thái '{status}' không hợp lệ.", "invalid_site_status")
+            err(f"Trạng thái '{status}' không hợp lệ ({', '.join(sorted(statuses))}).", "invalid_site_status")
         for key, limit in site_svc.FIELD_LIMITS.items():
             if key != "name" and len(rec.get(key, "")) > limit:
                 err(f"Trường {key} dài quá {limit} ký tự.", "field_too_long")
-        unit = unit_svc.get_unit_by_code(session, rec["unit"]) if rec["unit"] else None
+        unit = units.get(rec["unit"])
+        if unit is not None and may_see is not None and not may_see(unit):
+            unit = None
         if unit is None:
             err(f"Không tìm thấy đơn vị '{rec['unit']}'.", "unknown_unit")
         elif unit.valid_to is not None:
             err(f"Đơn vị '{rec['unit']}' đã giải thể.", "unit_closed")
-        elif may_create_in is not None and not may_create_in(unit):
-            err(f"Bạn không có quyền tạo điểm cầu cho đơn vị '{rec['unit']}'.", "forbidden")
-        if rec["code"]:
-            seen.setdefault(rec["code"], line)
-        if len(report.errors) == errors_before and unit is not None:
-            rec["status"] = status
-            ready.append((rec, unit))
-    if report.errors:
-        raise ImportRejected(
-            f"Tệp có {len(report.errors)} lỗi; chưa ghi gì vào hệ thống.",
-            details=[e.as_dict() for e in report.errors],
-        )
+        else:
+            if unit.id not in allowed:
+                allowed[unit.id] = may_create_in is None or may_create_in(unit)
+            if not allowed[unit.id]:
+                err(f"Bạn không có quyền tạo điểm cầu cho đơn vị '{rec['unit']}'.", "forbidden")
+        if code:
+            seen.setdefault(code, line)
+        if len(errors) == before and unit is not None:
+            fields = {k: v for k, v in rec.items() if k not in ("code", "unit", "name")}
+            fields["status"] = status
+            drafts.append(site_svc.SiteDraft(code, unit.id, rec["name"], fields))
+    if errors:
+        raise _rejected(errors)
+    report.created = len(drafts)
     if dry_run:
-        report.created = len(ready)
         return report
-    for rec, unit in ready:
-        fields = {k: v for k, v in rec.items() if k not in ("code", "unit", "name")}
-        site_svc.create_site(tx, code=rec["code"], unit_id=unit.id, name=rec["name"], **fields)
-        report.created += 1
+    try:
+        site_svc.create_sites(tx, drafts)
+    except IntegrityError as exc:
+        raise Conflict(
+            "Dữ liệu vừa bị thay đổi đồng thời; hãy nhập lại tệp.", code="concurrent_change"
+        ) from exc
     return report
 
 
 def _write(rows: list[Sequence[Any]], fmt: str, title: str) -> bytes:
     if fmt == "xlsx":
-        wb = Workbook()
-        ws = wb.active
-        assert ws is not None
-        ws.title = title
+        wb = Workbook(write_only=True)
+        ws = wb.create_sheet(title)
         for row in rows:
-            ws.append(["" if v is None else v for v in row])
+            cells = []
+            for value in row:
+                cell = WriteOnlyCell(ws, value="" if value is None else value)
+                if isinstance(value, str):
+                    # Text stays text: a name starting with "=" must not become a formula in Excel.
+                    cell.data_type = "s"
+                cells.append(cell)
+            ws.append(cells)
         out = io.BytesIO()
         wb.save(out)
         return out.getvalue()
@@ -406,17 +573,19 @@ def _write(rows: list[Sequence[Any]], fmt: str, title: str) -> bytes:
 
 
 def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:
-    """Units as of ``f.as_of`` in a file that ``import_units`` reads back."""
-    fmt = _format_of("", fmt)
+    """Units as of ``f.as_of`` in a file that ``import_units`` reads back (parents before children).
+
+    A parent outside the file is named by its code, so the file can be imported back under it,
+    unless it lies outside ``f.scope_paths``: the caller may not learn of it.
+    """
+    fmt = format_of("", fmt)
     rows: list[Sequence[Any]] = [UNIT_EXPORT]
     versions = session.execute(unit_svc.query_units(f)).all()
     codes = {v.unit_id: code for v, code in versions}
     missing = {v.parent_id for v, _ in versions if v.parent_id and v.parent_id not in codes}
-    if missing:
-        codes.update(
-            dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(missing))).tuples().all())
-        )
-    # Parents before children, so the file imports in order.
+    for parent in unit_svc.units_by_id(session, missing).values():
+        if f.scope_paths is None or any(parent.path.startswith(p) for p in f.scope_paths):
+            codes[parent.id] = parent.code
     for v, code in sorted(versions, key=lambda r: (r[0].depth, r[1])):
         rows.append(
             (
@@ -431,8 +600,9 @@ def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:
     return _write(rows, fmt, "units")
 
 
-def export_sites(session: Session, fmt: str, stmt: Any) -> bytes:
-    fmt = _format_of("", fmt)
+def export_sites(session: Session, fmt: str, stmt: Select[Site, Unit]) -> bytes:
+    """The sites selected by ``stmt`` (a ``query_sites`` statement) in a file ``import_sites`` reads back."""
+    fmt = format_of("", fmt)
     rows: list[Sequence[Any]] = [SITE_EXPORT]
     for site, unit in session.execute(stmt).all():
         rows.append(

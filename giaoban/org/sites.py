@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy.orm import Session
 
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import Site, SiteStatus, Unit
-from giaoban.org.units import get_unit, in_any_subtree, subtree
+from giaoban.org.units import chunks, get_unit, in_any_subtree, subtree, units_by_id
 from giaoban.text import nfc, search_key
 
 SITE_FIELDS = ("name", "location", "contact_name", "contact_phone", "tech_name", "tech_phone", "status")
@@ -66,22 +67,63 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_site(tx: Tx, *, code: str, unit_id: int, name: str, **fields: Any) -> Site:
+@dataclass
+class SiteDraft:
+    """A site to create for an existing unit; ``fields`` are the optional SITE_FIELDS besides name."""
+
+    code: str
+    unit_id: int
+    name: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def existing_site_codes(session: Session, codes: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for batch in chunks(set(codes)):
+        found.update(session.execute(select(Site.code).where(Site.code.in_(batch))).scalars())
+    return found
+
+
+def create_sites(tx: Tx, drafts: Sequence[SiteDraft]) -> list[Site]:
+    """Create sites; every draft is checked before anything is written (the first problem is raised)."""
     session = tx.session
-    code = nfc(code)
-    if not code or len(code) > 40:
-        raise DomainError("Mã điểm cầu phải có từ 1 đến 40 ký tự.", code="invalid_site_code")
-    if session.execute(select(Site.id).where(Site.code == code)).first():
-        raise Conflict(f"Mã điểm cầu '{code}' đã tồn tại.", code="site_code_exists")
-    unit = get_unit(session, unit_id)
-    if unit.valid_to is not None:
-        raise Conflict(f"Đơn vị {unit.code} đã giải thể.", code="unit_closed")
-    values = _clean({"name": name, **fields})
-    site = Site(code=code, unit_id=unit.id, name_key=search_key(values["name"]), **values)
-    session.add(site)
+    codes = [nfc(d.code) for d in drafts]
+    for code in codes:
+        if not code or len(code) > 40:
+            raise DomainError("Mã điểm cầu phải có từ 1 đến 40 ký tự.", code="invalid_site_code")
+    if len(set(codes)) < len(codes):
+        repeated = min(c for c in codes if codes.count(c) > 1)
+        raise Conflict(f"Mã điểm cầu '{repeated}' lặp lại.", code="site_code_exists")
+    taken = existing_site_codes(session, codes)
+    if taken:
+        raise Conflict(f"Mã điểm cầu '{min(taken)}' đã tồn tại.", code="site_code_exists")
+    units = units_by_id(session, [d.unit_id for d in drafts])
+    values: list[dict[str, Any]] = []
+    for draft in drafts:
+        unit = units.get(draft.unit_id)
+        if unit is None:
+            raise NotFound(f"Không có đơn vị mã số {draft.unit_id}.", code="unit_not_found")
+        if unit.valid_to is not None:
+            raise Conflict(f"Đơn vị {unit.code} đã giải thể.", code="unit_closed")
+        unknown = set(draft.fields) - set(SITE_FIELDS)
+        if unknown:
+            raise DomainError(
+                f"Trường không hợp lệ: {', '.join(sorted(unknown))}.", code="invalid_site_field"
+            )
+        values.append(_clean({"name": draft.name, **draft.fields}))
+    sites = [
+        Site(code=code, unit_id=draft.unit_id, name_key=search_key(v["name"]), **v)
+        for code, draft, v in zip(codes, drafts, values, strict=True)
+    ]
+    session.add_all(sites)
     session.flush()
-    tx.record("site.create", "site", site.id, after=site_snapshot(site))
-    return site
+    for site in sites:
+        tx.record("site.create", "site", site.id, after=site_snapshot(site))
+    return sites
+
+
+def create_site(tx: Tx, *, code: str, unit_id: int, name: str, **fields: Any) -> Site:
+    return create_sites(tx, [SiteDraft(code=code, unit_id=unit_id, name=name, fields=fields)])[0]
 
 
 def update_site(tx: Tx, site_id: int, *, allowed: Sequence[str] = SITE_FIELDS, **fields: Any) -> Site:
@@ -109,6 +151,16 @@ def move_site(tx: Tx, site_id: int, unit_id: int) -> Site:
     site.unit_id = unit.id
     tx.record("site.move", "site", site.id, before=before, after=site_snapshot(site))
     return site
+
+
+def in_scope(paths: Sequence[str], pinned: Sequence[int]) -> ColumnElement[bool]:
+    """Sites of units in any of the subtrees ``paths``, or one of the ``pinned`` sites.
+
+    For a query joining Site and Unit; this is the read scope of a principal, whose site-operator
+    grants cover their own sites only.
+    """
+    scope = in_any_subtree(Unit.path, paths)
+    return scope | Site.id.in_(pinned) if pinned else scope
 
 
 @dataclass

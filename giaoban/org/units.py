@@ -3,11 +3,17 @@
 Every action writes new ``unit_versions`` rows instead of overwriting history, records a
 ``unit_events`` row (and lineage for merges and splits), updates the current snapshot in ``units``
 and writes audit entries, all in the caller's transaction.
+
+Changes may be back-dated, but never so as to rewrite history: a change effective on day D may not
+reach behind the latest version of any unit it re-paths or closes ("effective_before_history"),
+and a unit is only put under a parent that has stood at its present place every day since D
+("effective_before_parent"). So the tree as of any date is a tree, and every unit's path is its
+parent's path plus its own id (tests/org/test_units_history.py checks this against a model).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -21,6 +27,9 @@ from giaoban.org.models import RoleAssignment, Site, Unit, UnitEvent, UnitKind, 
 from giaoban.text import nfc, search_key
 
 BUILTIN_KINDS: tuple[str, ...] = tuple(k.value for k in UnitKind)
+# Deepest level below a top unit. Paths hold one id (up to 10 digits) and a "/" per level and must
+# fit the 400-character path column; real trees are five or six levels deep.
+MAX_DEPTH = 30
 
 KIND_LABELS_VI = {
     "central": "Trung ương",
@@ -128,6 +137,47 @@ def get_unit_by_code(session: Session, code: str) -> Unit | None:
     return session.execute(select(Unit).where(Unit.code == code)).scalar_one_or_none()
 
 
+# Rows per IN (...) list: well under SQLite's and PostgreSQL's bound-parameter limits.
+CHUNK = 500
+
+
+def chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def units_by_code(session: Session, codes: Iterable[str]) -> dict[str, Unit]:
+    """Existing units with these codes, a few queries for any number of codes."""
+    found: dict[str, Unit] = {}
+    for batch in chunks(set(codes)):
+        found.update((u.code, u) for u in session.execute(select(Unit).where(Unit.code.in_(batch))).scalars())
+    return found
+
+
+def units_by_id(session: Session, ids: Iterable[int]) -> dict[int, Unit]:
+    found: dict[int, Unit] = {}
+    for batch in chunks(set(ids)):
+        found.update((u.id, u) for u in session.execute(select(Unit).where(Unit.id.in_(batch))).scalars())
+    return found
+
+
+def path_as_of(session: Session, unit_id: int, as_of: date | None) -> str | None:
+    """The unit's materialized path on ``as_of`` (default today), or None if it was not in effect.
+
+    Subtree questions about a past date must start from the path the unit had then: a unit that has
+    moved since had its descendants under its old path.
+    """
+    return session.execute(
+        select(UnitVersion.path).where(UnitVersion.unit_id == unit_id, versions_as_of(as_of or date.today()))
+    ).scalar_one_or_none()
+
+
 def ancestors(session: Session, unit: Unit) -> list[Unit]:
     """The unit's ancestors from the root down, read in one query from its path."""
     ids = [int(p) for p in unit.path.strip("/").split("/")[:-1]]
@@ -137,7 +187,8 @@ def ancestors(session: Session, unit: Unit) -> list[Unit]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _today_or(effective: date | None) -> date:
+def check_effective(effective: date | None) -> date:
+    """The effective date of a change: today by default, never in the future."""
     today = date.today()
     effective = effective or today
     if effective > today:
@@ -160,6 +211,62 @@ def _open_version(session: Session, unit: Unit) -> UnitVersion:
 def _require_active(unit: Unit) -> None:
     if unit.valid_to is not None:
         raise Conflict(f"Đơn vị {unit.code} đã giải thể từ {unit.valid_to.isoformat()}.", code="unit_closed")
+
+
+def anchored_since(session: Session, units: Iterable[Unit], effective: date) -> set[int]:
+    """Ids of the units that existed, at their current place in the tree, on every day from ``effective``.
+
+    Only under such a unit may something be created or moved with that effective date: the new
+    version's path is the parent's path today, so it must also have been the parent's path then.
+    Renames after ``effective`` do not matter; a move or a later creation does.
+    """
+    by_id = {u.id: u for u in units}
+    earliest: dict[int, date] = {}
+    moved: set[int] = set()
+    for batch in chunks(by_id):
+        rows = session.execute(
+            select(UnitVersion.unit_id, UnitVersion.valid_from, UnitVersion.path).where(
+                UnitVersion.unit_id.in_(batch),
+                or_(UnitVersion.valid_to.is_(None), UnitVersion.valid_to > effective),
+            )
+        ).all()
+        for unit_id, valid_from, path in rows:
+            earliest[unit_id] = min(valid_from, earliest.get(unit_id, valid_from))
+            if path != by_id[unit_id].path:
+                moved.add(unit_id)
+    return {i for i, start in earliest.items() if start <= effective and i not in moved}
+
+
+def _not_anchored(unit: Unit, effective: date, code: str = "effective_before_parent") -> DomainError:
+    return DomainError(
+        f"Vào ngày {effective.isoformat()} đơn vị {unit.code} chưa có hoặc chưa ở vị trí hiện nay; "
+        "ngày hiệu lực phải từ lần thay đổi vị trí gần nhất của đơn vị đó trở đi.",
+        code=code,
+    )
+
+
+def _require_anchored(
+    session: Session, unit: Unit, effective: date, code: str = "effective_before_parent"
+) -> None:
+    if unit.id not in anchored_since(session, [unit], effective):
+        raise _not_anchored(unit, effective, code)
+
+
+def _require_settled_subtree(session: Session, unit: Unit, effective: date) -> None:
+    """Refuse to re-path or close ``unit`` at ``effective`` if its subtree's history reaches past it.
+
+    A past version under the unit's path that lasted beyond ``effective`` (a sub-unit closed, moved
+    away or changed later) would be left hanging under a path, or a unit, that no longer holds then.
+    """
+    latest = session.execute(
+        select(func.max(UnitVersion.valid_to)).where(subtree(UnitVersion.path, unit.path))
+    ).scalar_one_or_none()
+    if latest is not None and latest > effective:
+        raise DomainError(
+            f"Đơn vị {unit.code} hoặc cấp dưới của nó có thay đổi hiệu lực đến {latest.isoformat()}; "
+            "ngày hiệu lực phải từ ngày đó trở đi.",
+            code="effective_before_history",
+        )
 
 
 def _new_version(session: Session, unit: Unit, effective: date, **changes: Any) -> None:
@@ -194,8 +301,21 @@ def _new_version(session: Session, unit: Unit, effective: date, **changes: Any) 
         setattr(unit, key, value)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` for a JSON column: dates (as in a "before" snapshot) become ISO strings."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _event(tx: Tx, kind: str, unit: Unit, effective: date, **data: Any) -> UnitEvent:
-    event = UnitEvent(kind=kind, effective=effective, unit_id=unit.id, data=data, actor_id=tx.actor.user_id)
+    event = UnitEvent(
+        kind=kind, effective=effective, unit_id=unit.id, data=_plain(data), actor_id=tx.actor.user_id
+    )
     tx.session.add(event)
     tx.session.flush()
     return event
@@ -209,12 +329,14 @@ def _check_kind(kind: str, kinds: Sequence[str]) -> str:
     return kind
 
 
-def _check_code(session: Session, code: str) -> str:
+def _too_deep() -> DomainError:
+    return DomainError(f"Cây đơn vị không được sâu quá {MAX_DEPTH + 1} cấp.", code="tree_too_deep")
+
+
+def _check_code(code: str) -> str:
     code = nfc(code)
     if not code or len(code) > 32:
         raise DomainError("Mã đơn vị phải có từ 1 đến 32 ký tự.", code="invalid_unit_code")
-    if get_unit_by_code(session, code) is not None:
-        raise Conflict(f"Mã đơn vị '{code}' đã tồn tại.", code="unit_code_exists")
     return code
 
 
@@ -223,6 +345,138 @@ def _check_name(name: str) -> str:
     if not name or len(name) > 300:
         raise DomainError("Tên đơn vị phải có từ 1 đến 300 ký tự.", code="invalid_unit_name")
     return name
+
+
+@dataclass
+class UnitDraft:
+    """A unit to create. Its parent is an existing unit (``parent_id``), or by code an earlier draft of
+    the same batch or an existing unit (``parent_code``); neither makes it a top-level unit."""
+
+    code: str
+    name: str
+    kind: str
+    parent_id: int | None = None
+    parent_code: str | None = None
+
+
+def create_units(
+    tx: Tx,
+    drafts: Sequence[UnitDraft],
+    *,
+    effective: date | None = None,
+    kinds: Sequence[str] = BUILTIN_KINDS,
+) -> list[Unit]:
+    """Create units effective from one date; parents come before their children.
+
+    Every draft is checked first (and the first problem raised), then the units are written a tree
+    level at a time, so a batch of thousands costs a few statements per unit rather than a dozen.
+    """
+    session = tx.session
+    effective = check_effective(effective)
+    codes: list[str] = []
+    position: dict[str, int] = {}
+    for draft in drafts:
+        code = _check_code(draft.code)
+        if code in position:
+            raise Conflict(f"Mã đơn vị '{code}' lặp lại.", code="unit_code_exists")
+        position[code] = len(codes)
+        codes.append(code)
+    taken = units_by_code(session, codes)
+    if taken:
+        raise Conflict(f"Mã đơn vị '{min(taken)}' đã tồn tại.", code="unit_code_exists")
+    names = [_check_name(d.name) for d in drafts]
+    for draft in drafts:
+        _check_kind(draft.kind, kinds)
+    by_id = units_by_id(session, [d.parent_id for d in drafts if d.parent_id is not None])
+    by_code = units_by_code(
+        session, [d.parent_code for d in drafts if d.parent_code and d.parent_code not in position]
+    )
+    # Each draft's parent: the index of an earlier draft, an existing unit, or None.
+    parents: list[int | Unit | None] = []
+    for i, draft in enumerate(drafts):
+        if draft.parent_id is not None:
+            unit = by_id.get(draft.parent_id)
+            if unit is None:
+                raise NotFound(f"Không có đơn vị mã số {draft.parent_id}.", code="unit_not_found")
+            parents.append(unit)
+        elif draft.parent_code:
+            if draft.parent_code in position:
+                if position[draft.parent_code] >= i:
+                    raise DomainError(
+                        f"Đơn vị cấp trên '{draft.parent_code}' phải được khai báo trước '{codes[i]}'.",
+                        code="parent_order",
+                    )
+                parents.append(position[draft.parent_code])
+            elif draft.parent_code in by_code:
+                parents.append(by_code[draft.parent_code])
+            else:
+                raise NotFound(f"Không có đơn vị mã '{draft.parent_code}'.", code="unit_not_found")
+        else:
+            parents.append(None)
+    existing = {p.id: p for p in parents if isinstance(p, Unit)}
+    for old in existing.values():
+        _require_active(old)
+    anchored = anchored_since(session, existing.values(), effective) if existing else set()
+    for old in existing.values():
+        if old.id not in anchored:
+            raise _not_anchored(old, effective)
+    levels: list[int] = []
+    depths: list[int] = []
+    for ref in parents:
+        levels.append(levels[ref] + 1 if isinstance(ref, int) else 0)
+        depths.append(depths[ref] + 1 if isinstance(ref, int) else (ref.depth + 1 if ref else 0))
+    if max(depths, default=0) > MAX_DEPTH:
+        raise _too_deep()
+    created: list[Unit | None] = [None] * len(drafts)
+
+    def parent_of(i: int) -> Unit | None:
+        ref = parents[i]
+        return created[ref] if isinstance(ref, int) else ref
+
+    for level in range(max(levels, default=-1) + 1):
+        batch = [i for i in range(len(drafts)) if levels[i] == level]
+        fresh: list[Unit] = []
+        for i in batch:
+            up = parent_of(i)
+            fresh.append(
+                Unit(
+                    code=codes[i],
+                    name=names[i],
+                    name_key=search_key(names[i]),
+                    kind=drafts[i].kind,
+                    parent_id=up.id if up else None,
+                    path="/",
+                    depth=(up.depth + 1) if up else 0,
+                    valid_from=effective,
+                )
+            )
+        session.add_all(fresh)
+        session.flush()  # one multi-row INSERT ... RETURNING gives the level its ids
+        for i, unit in zip(batch, fresh, strict=True):
+            created[i] = unit
+            up = parent_of(i)
+            unit.path = f"{up.path if up else '/'}{unit.id}/"
+            session.add(
+                UnitVersion(
+                    unit_id=unit.id,
+                    name=unit.name,
+                    name_key=unit.name_key,
+                    kind=unit.kind,
+                    parent_id=unit.parent_id,
+                    path=unit.path,
+                    depth=unit.depth,
+                    valid_from=effective,
+                )
+            )
+            session.add(
+                UnitEvent(
+                    kind="create", effective=effective, unit_id=unit.id, data={}, actor_id=tx.actor.user_id
+                )
+            )
+    units = [u for u in created if u is not None]
+    for unit in units:
+        tx.record("unit.create", "unit", unit.id, after=snapshot(unit))
+    return units
 
 
 def create_unit(
@@ -235,47 +489,9 @@ def create_unit(
     effective: date | None = None,
     kinds: Sequence[str] = BUILTIN_KINDS,
 ) -> Unit:
-    session = tx.session
-    effective = _today_or(effective)
-    code = _check_code(session, code)
-    name = _check_name(name)
-    _check_kind(kind, kinds)
-    parent = None
-    if parent_id is not None:
-        parent = get_unit(session, parent_id)
-        _require_active(parent)
-        if effective < parent.valid_from:
-            raise DomainError(
-                "Đơn vị không thể có hiệu lực trước đơn vị cấp trên.", code="effective_before_parent"
-            )
-    unit = Unit(
-        code=code,
-        name=name,
-        name_key=search_key(name),
-        kind=kind,
-        parent_id=parent_id,
-        path="/",
-        depth=(parent.depth + 1) if parent else 0,
-        valid_from=effective,
-    )
-    session.add(unit)
-    session.flush()
-    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
-    session.add(
-        UnitVersion(
-            unit_id=unit.id,
-            name=unit.name,
-            name_key=unit.name_key,
-            kind=kind,
-            parent_id=parent_id,
-            path=unit.path,
-            depth=unit.depth,
-            valid_from=effective,
-        )
-    )
-    _event(tx, "create", unit, effective)
-    tx.record("unit.create", "unit", unit.id, after=snapshot(unit))
-    return unit
+    """Create one unit under an existing, active parent (or at the top), effective from a date."""
+    draft = UnitDraft(code=code, name=name, kind=kind, parent_id=parent_id)
+    return create_units(tx, [draft], effective=effective, kinds=kinds)[0]
 
 
 def update_unit(
@@ -289,7 +505,7 @@ def update_unit(
 ) -> Unit:
     """Rename and/or change the kind of a unit, effective from a date (history is kept)."""
     session = tx.session
-    effective = _today_or(effective)
+    effective = check_effective(effective)
     unit = get_unit(session, unit_id)
     _require_active(unit)
     before = snapshot(unit)
@@ -317,10 +533,14 @@ def _active_subtree(session: Session, unit: Unit) -> list[Unit]:
 
 def _reparent(session: Session, unit: Unit, parent: Unit | None, effective: date) -> None:
     """Give ``unit`` a new parent and re-path its whole active subtree, each with a new version."""
+    _require_settled_subtree(session, unit, effective)
     old_prefix = unit.path
     new_prefix = f"{parent.path if parent else '/'}{unit.id}/"
     depth_shift = ((parent.depth + 1) if parent else 0) - unit.depth
-    for member in _active_subtree(session, unit):
+    members = _active_subtree(session, unit)
+    if max(m.depth for m in members) + depth_shift > MAX_DEPTH:
+        raise _too_deep()
+    for member in members:
         changes: dict[str, Any] = {
             "path": new_prefix + member.path[len(old_prefix) :],
             "depth": member.depth + depth_shift,
@@ -332,7 +552,7 @@ def _reparent(session: Session, unit: Unit, parent: Unit | None, effective: date
 
 def move_unit(tx: Tx, unit_id: int, *, new_parent_id: int | None, effective: date | None = None) -> Unit:
     session = tx.session
-    effective = _today_or(effective)
+    effective = check_effective(effective)
     unit = get_unit(session, unit_id)
     _require_active(unit)
     parent = None
@@ -345,6 +565,8 @@ def move_unit(tx: Tx, unit_id: int, *, new_parent_id: int | None, effective: dat
             )
     if unit.parent_id == new_parent_id:
         return unit
+    if parent is not None:
+        _require_anchored(session, parent, effective)
     before = snapshot(unit)
     _reparent(session, unit, parent, effective)
     _event(tx, "move", unit, effective, from_parent=before["parent_id"], to_parent=new_parent_id)
@@ -361,6 +583,7 @@ def _close(tx: Tx, unit: Unit, effective: date, event: str) -> None:
             "ngày hiệu lực phải từ ngày đó trở đi.",
             code="effective_before_history",
         )
+    _require_settled_subtree(tx.session, unit, effective)
     current.valid_to = effective
     unit.valid_to = effective
     tx.record(f"unit.{event}", "unit", unit.id, before=before, after=snapshot(unit))
@@ -386,7 +609,7 @@ def _move_site(tx: Tx, site: Site, target: Unit) -> None:
 
 def close_unit(tx: Tx, unit_id: int, *, effective: date | None = None) -> Unit:
     """Dissolve a unit with no successor. It must have no active sub-units and no sites left."""
-    effective = _today_or(effective)
+    effective = check_effective(effective)
     unit = get_unit(tx.session, unit_id)
     _require_active(unit)
     if _active_children(tx.session, unit) or _live_sites(tx.session, unit):
@@ -444,7 +667,7 @@ def merge_units(
     nothing) and reported, so nobody silently gains access to a larger unit.
     """
     session = tx.session
-    effective = _today_or(effective)
+    effective = check_effective(effective)
     if (target_id is None) == (new_target is None):
         raise DomainError("Chọn một đơn vị nhận sáp nhập hoặc khai báo đơn vị mới.", code="merge_target")
     ids = list(dict.fromkeys(source_ids))
@@ -477,6 +700,7 @@ def merge_units(
         _require_active(target)
         if target.id in ids:
             raise DomainError("Đơn vị nhận không được nằm trong danh sách bị sáp nhập.", code="merge_target")
+        _require_anchored(session, target, effective)
     for source in sources:
         if target.path.startswith(source.path):
             raise DomainError(
@@ -528,9 +752,11 @@ def split_unit(
     go to some part and the source closes.
     """
     session = tx.session
-    effective = _today_or(effective)
+    effective = check_effective(effective)
     source = get_unit(session, source_id)
     _require_active(source)
+    # The parts start where the source stood on that day: it must have stood there since.
+    _require_anchored(session, source, effective, "effective_before_history")
     if len(parts) < (1 if keep_source else 2):
         raise DomainError("Chia tách cần ít nhất hai đơn vị mới.", code="split_parts")
     children = {c.id: c for c in _active_children(session, source)}
