@@ -146,7 +146,8 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 def _print_import_error(exc: DomainError) -> None:
     print(f"Lỗi: {exc.message}", file=sys.stderr)
     for item in exc.details or []:
-        print(f"  dòng {item['row']}: {item['message']}", file=sys.stderr)
+        where = f"dòng {item['row']}" if item["row"] else "tệp"
+        print(f"  {where}: {item['message']}", file=sys.stderr)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

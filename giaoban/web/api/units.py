@@ -73,6 +73,7 @@ TREE_CONFLICTS = frozenset(
         "effective_before_history",
         "effective_before_parent",
         "tree_cycle",
+        "tree_too_deep",
         "merge_nested",
         "split_child",
         "split_site",
@@ -111,7 +112,11 @@ def list_units(
 ) -> Page[UnitOut]:
     with w.read() as session:
         scope = w.principal.unit_paths(Perm.unit_read)
-        under_path = readable_unit(w, session, under).path if under is not None else None
+        under_path = None
+        if under is not None:
+            readable_unit(w, session, under)
+            # The subtree as it stood on that date: a unit that moved since had its old path then.
+            under_path = svc.path_as_of(session, under, as_of) or readable_unit(w, session, under).path
         f = svc.UnitFilter(
             kind=kind, parent_id=parent, under_path=under_path, as_of=as_of, q=q, scope_paths=scope
         )
