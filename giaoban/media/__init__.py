@@ -19,6 +19,7 @@ from giaoban.media.client import (
 )
 from giaoban.media.config import JanusNode, JanusSettings, load_janus_settings
 from giaoban.media.events import EventStore, HandleState, StreamStats
+from giaoban.media.moderation import ModerationKeeper
 from giaoban.media.service import MediaEvent, MediaService
 from giaoban.media.supervisor import JanusStartError, JanusSupervisor, render_janus_config, write_janus_config
 from giaoban.media.videoroom import RoomOptions, VideoRoom, VideoRoomPublisher, VideoRoomSubscriber
@@ -43,6 +44,7 @@ __all__ = [
     "JanusTimeoutError",
     "MediaEvent",
     "MediaService",
+    "ModerationKeeper",
     "PluginResponse",
     "RoomOptions",
     "StreamStats",

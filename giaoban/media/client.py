@@ -643,11 +643,15 @@ class JanusClient(_JanusSocket):
             await asyncio.sleep(self.keepalive_interval)
             if not self.connected:
                 continue
-            for session in list(self.sessions.values()):
-                try:
-                    await session.keepalive()
-                except JanusClientError as exc:
-                    log.info("janus %s: keepalive of session %s failed: %s", self.name, session.id, exc)
+            # Concurrently: one slow answer must not delay the other sessions past their timeout
+            # (a client carrying hundreds of sessions, e.g. the load generator).
+            await asyncio.gather(*(self._keepalive_one(s) for s in list(self.sessions.values())))
+
+    async def _keepalive_one(self, session: JanusSession) -> None:
+        try:
+            await session.keepalive()
+        except JanusClientError as exc:
+            log.info("janus %s: keepalive of session %s failed: %s", self.name, session.id, exc)
 
 
 class JanusAdminClient(_JanusSocket):

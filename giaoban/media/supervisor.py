@@ -142,6 +142,8 @@ def render_janus_config(
         "reclaim_session_timeout": settings.reclaim_session_timeout,
         "hide_dependencies": True,
     }
+    if settings.event_loops:
+        general["event_loops"] = settings.event_loops
     if lib_dir is not None:
         for kind in ("plugins", "transports", "events", "loggers"):
             general[f"{kind}_folder"] = str(lib_dir / kind)
@@ -310,6 +312,9 @@ class JanusSupervisor:
     def command(self) -> list[str]:
         """The argv used to start Janus (with ``ip netns exec`` when a namespace is configured)."""
         argv = [self.settings.binary, "-F", str(self.conf_dir), "-C", str(self.conf_dir / "janus.jcfg")]
+        if self.settings.cpu_affinity:
+            # taskset execs Janus in place too: every thread Janus creates inherits the CPU list.
+            argv = ["taskset", "-c", self.settings.cpu_affinity, *argv]
         if self.settings.netns:
             # `ip netns exec` execs the program in place, so the pid we hold is Janus itself.
             argv = ["ip", "netns", "exec", self.settings.netns, *argv]

@@ -190,6 +190,16 @@ def test_supervisor_command_in_netns(tmp_path: Path) -> None:
     assert argv[4:] == ["janus", "-F", str(tmp_path / "janus"), "-C", str(tmp_path / "janus" / "janus.jcfg")]
 
 
+def test_supervisor_pins_janus_and_sets_event_loops(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, netns="gbtest", cpu_affinity="0", event_loops=2)
+    argv = JanusSupervisor(settings, tmp_path).command()
+    assert argv[:7] == ["ip", "netns", "exec", "gbtest", "taskset", "-c", "0"]
+    assert argv[7] == "janus"
+    assert "event_loops = 2" in render_janus_config(settings, tmp_path / "janus")["janus.jcfg"]
+    with pytest.raises(ValueError):
+        _settings(tmp_path, cpu_affinity="0; rm -rf /")
+
+
 def test_supervisor_start_failure_is_clear(tmp_path: Path) -> None:
     sup = JanusSupervisor(_settings(tmp_path, binary="/nonexistent/janus"), tmp_path)
     with pytest.raises(JanusStartError, match="cannot start janus"):
