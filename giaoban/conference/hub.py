@@ -9,9 +9,10 @@ A refused message gets an ``error`` and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Protocol
@@ -35,18 +36,41 @@ HELLO_TIMEOUT = 10.0
 
 class Connection(Protocol):
     async def send_text(self, data: str) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class StageEvent:
+    """Something Janus told the media side (from its reader: handled later, under the room lock)."""
+
+    kind: str  # publisher_up | publisher_down | offer
+    site_id: int | None = None
+    handle_id: int | None = None
+    peer: str | None = None
+    target: str | None = None
+    jsep: dict[str, Any] | None = None
 
 
 class Stage(Protocol):
     """The media side of a room (giaoban.conference.stage.JanusStage), as the hub uses it."""
 
+    def bind(
+        self, listener: Callable[[StageEvent], None], send: Callable[[str, dict[str, Any]], Awaitable[None]]
+    ) -> None: ...
     async def publish(self, peer_key: str, site_id: int, jsep: dict[str, Any]) -> dict[str, Any]: ...
-    async def unpublish(self, site_id: int) -> None: ...
+    async def unpublish(self, site_id: int) -> bool: ...
+    def has_publisher(self, site_id: int) -> bool: ...
+    async def publisher_up(self, site_id: int, handle_id: int | None) -> bool: ...
+    async def publisher_down(self, site_id: int, handle_id: int | None) -> bool: ...
     async def subscribe(self, peer_key: str, site_id: int | None) -> dict[str, Any]: ...
-    async def start(self, peer_key: str, jsep: dict[str, Any]) -> None: ...
-    async def trickle(self, peer_key: str, site_id: int | None, target: str, candidate: Any) -> None: ...
+    async def wall(self, peer_key: str, page: int, *, renew: bool = False) -> dict[str, Any]: ...
+    async def start(self, peer_key: str, jsep: dict[str, Any], target: str = "view") -> None: ...
+    def current(self, peer_key: str, target: str, handle_id: int | None) -> bool: ...
+    async def trickle(
+        self, peer_key: str, site_id: int | None, target: str, candidate: dict[str, Any] | None
+    ) -> None: ...
     async def enforce(self, audible: frozenset[int], holders: list[int]) -> None: ...
-    async def peer_gone(self, peer_key: str, site_id: int | None, last_tab: bool) -> None: ...
+    async def peer_gone(self, peer_key: str, site_id: int | None, last_tab: bool) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -78,6 +102,7 @@ class Room:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stage: Stage | None = None
     seq: int = 0
+    closed: bool = False  # the meeting ended: no more changes, tabs are sent away
 
     def site_tabs(self, site_id: int) -> int:
         return sum(1 for peer in self.peers if peer.role == "site" and peer.site_id == site_id)
@@ -104,10 +129,11 @@ class Hub:
             if meeting is None:
                 raise CloseConnection(4404, "no such meeting")
             rows = session.execute(
-                select(Site.id, Site.name, Unit.name)
+                select(Site.id, Site.name, Unit.name, Site.code)
                 .join(Invitation, Invitation.site_id == Site.id)
                 .join(Unit, Unit.id == Site.unit_id)
                 .where(Invitation.meeting_id == meeting_id)
+                .order_by(Unit.path, Site.code)
             ).all()
             live = LiveMeeting(
                 meeting.id,
@@ -115,7 +141,8 @@ class Hub:
                 meeting.status,
                 meeting.host_site_id,
                 meeting.starts_at.replace(tzinfo=UTC).timestamp(),
-                {sid: (name, unit) for sid, name, unit in rows},
+                {sid: (name, unit) for sid, name, unit, _code in rows},
+                codes={sid: code for sid, _name, _unit, code in rows},
             )
             records = [
                 Record(r.kind, r.at, r.site_id, r.user, dict(r.data or {}))
@@ -158,8 +185,28 @@ class Hub:
                         room, Record("site.disconnected", now, site.site_id, data={"dropped": True})
                     )
             if self.stage_factory is not None and live.status in (MeetingStatus.open, MeetingStatus.live):
-                room.stage = await self.stage_factory(meeting_id, live)
+                await self._open_stage(room)
             return room
+
+    async def _open_stage(self, room: Room) -> None:
+        assert self.stage_factory is not None
+        stage: Stage = await self.stage_factory(room.meeting_id, room.live)
+        loop = asyncio.get_running_loop()
+
+        def listener(event: StageEvent) -> None:
+            # Called from the Janus client's reader: never await there, queue the work instead.
+            def spawn() -> None:
+                task = loop.create_task(self._stage_event(room, stage, event))
+                room.tasks.add(task)
+                task.add_done_callback(room.tasks.discard)
+
+            loop.call_soon_threadsafe(spawn)
+
+        async def send(peer_key: str, message: dict[str, Any]) -> None:
+            await self._send_to(room, peer_key, p.dumps(message))
+
+        stage.bind(listener, send)
+        room.stage = stage
 
     async def status_changed(self, meeting_id: int, status: MeetingStatus) -> None:
         """The meeting moved in its lifecycle: tell every tab; the media room exists only while
@@ -169,18 +216,33 @@ class Hub:
             await self._apply(room, Record("meeting.status", self.clock(), data={"status": status.value}))
             opened = status in (MeetingStatus.open, MeetingStatus.live)
             if opened and room.stage is None and self.stage_factory is not None:
-                room.stage = await self.stage_factory(meeting_id, room.live)
+                await self._open_stage(room)
         if status in (MeetingStatus.ended, MeetingStatus.cancelled):
             await self.close_room(meeting_id)
 
     async def close_room(self, meeting_id: int) -> None:
+        """The meeting is over: close its attendance timeline, its media room and its tabs."""
         room = self.rooms.pop(meeting_id, None)
         if room is None:
             return
-        if room.timer:
-            room.timer.cancel()
-        if room.stage is not None:
-            await room.stage.close()
+        async with room.lock:
+            now = self.clock()
+            for site in list(room.live.sites.values()):
+                if site.connected:
+                    try:
+                        record = Record("site.disconnected", now, site.site_id, data={"dropped": False})
+                        await self._apply(room, record)
+                    except LiveError:
+                        log.exception("closing the timeline of site %s", site.site_id)
+            room.closed = True
+            if room.timer:
+                room.timer.cancel()
+            stage, room.stage = room.stage, None
+        if stage is not None:
+            await stage.close()
+        for peer in list(room.peers):
+            with contextlib.suppress(Exception):
+                await peer.conn.close(4409, "meeting closed")
 
     # -- applying records ------------------------------------------------------------------
 
@@ -222,6 +284,45 @@ class Hub:
                 await peer.conn.send_text(text)
             except Exception:  # a dead tab is removed by its own receive loop
                 log.debug("send to %s failed", peer.key)
+
+    async def _send_to(self, room: Room, peer_key: str, text: str) -> None:
+        for peer in list(room.peers):
+            if peer.key == peer_key:
+                try:
+                    await peer.conn.send_text(text)
+                except Exception:
+                    log.debug("send to %s failed", peer.key)
+
+    async def _stage_event(self, room: Room, stage: Stage, event: StageEvent) -> None:
+        """Janus told us something about a handle: update views and the sites' publishing state."""
+        async with room.lock:
+            if room.stage is not stage:
+                return  # the meeting's media room has closed since
+            try:
+                if event.kind in ("publisher_up", "publisher_down") and event.site_id is not None:
+                    up = event.kind == "publisher_up"
+                    handler = stage.publisher_up if up else stage.publisher_down
+                    if await handler(event.site_id, event.handle_id):
+                        await self._publishing(room, event.site_id, up)
+                elif (
+                    event.kind == "offer"
+                    and event.peer
+                    and event.target
+                    and event.jsep
+                    and stage.current(event.peer, event.target, event.handle_id)
+                ):
+                    message = {"type": "media.offer", "target": event.target, "jsep": event.jsep}
+                    await self._send_to(room, event.peer, p.dumps(message))
+            except Exception:
+                log.exception("media event %s in meeting %s", event.kind, room.meeting_id)
+
+    async def _publishing(self, room: Room, site_id: int, publishing: bool) -> None:
+        site = room.live.sites.get(site_id)
+        if site is None or (publishing and not site.connected):
+            return
+        await self._apply(
+            room, Record("site.publishing", self.clock(), site_id, data={"publishing": publishing})
+        )
 
     async def _send_private(self, room: Room, msg: Any) -> None:
         text = p.dumps({"type": "chat.private", "message": msg.to_json()})
@@ -309,7 +410,13 @@ class Hub:
             room.peers.discard(peer)
             last_tab = peer.role == "site" and peer.site_id is not None and room.site_tabs(peer.site_id) == 0
             if room.stage is not None:
-                await room.stage.peer_gone(peer.key, peer.site_id, last_tab)
+                try:
+                    unpublished = await room.stage.peer_gone(peer.key, peer.site_id, last_tab)
+                except Exception:
+                    log.exception("media clean-up of %s", peer.key)
+                    unpublished = False
+                if unpublished and not last_tab and peer.site_id is not None:
+                    await self._publishing(room, peer.site_id, False)
             if last_tab:
                 try:
                     await self._apply(
@@ -337,6 +444,8 @@ class Hub:
                 )
             peer.last_id = msg.id
             async with room.lock:
+                if room.closed:
+                    raise p.ProtocolError("meeting_closed", "Hội nghị đã kết thúc.", msg.id)
                 result = await self._dispatch(room, peer, msg)
             reply: dict[str, Any] = {"type": "ack", "id": msg.id}
             if result is not None:
@@ -419,22 +528,26 @@ class Hub:
                 stage = self._stage(room)
                 assert peer.site_id is not None
                 if isinstance(msg, p.MediaUnpublish):
-                    await stage.unpublish(peer.site_id)
-                    await self._apply(
-                        room, Record("site.publishing", now, peer.site_id, user, {"publishing": False})
-                    )
+                    if await stage.unpublish(peer.site_id):
+                        await self._publishing(room, peer.site_id, False)
                     return None
-                answer = await stage.publish(peer.key, peer.site_id, msg.jsep.model_dump())
-                await self._apply(
-                    room, Record("site.publishing", now, peer.site_id, user, {"publishing": True})
-                )
-                return answer
+                # "publishing" turns true when Janus reports the site's PeerConnection up.
+                try:
+                    return await stage.publish(peer.key, peer.site_id, msg.jsep.model_dump())
+                except MediaFailure:
+                    if not stage.has_publisher(peer.site_id):  # a refused republish: the old one is gone
+                        await self._publishing(room, peer.site_id, False)
+                    raise
             case p.MediaSubscribe():
                 return await self._stage(room).subscribe(peer.key, peer.site_id if as_site else None)
+            case p.MediaWall():
+                self._need(peer.role == "console", message="Chỉ phòng điều hành xem tường hình các điểm cầu.")
+                return await self._stage(room).wall(peer.key, msg.page, renew=msg.renew)
             case p.MediaStart():
-                await self._stage(room).start(peer.key, msg.jsep.model_dump())
+                await self._stage(room).start(peer.key, msg.jsep.model_dump(), msg.target)
             case p.MediaTrickle():
-                await self._stage(room).trickle(peer.key, peer.site_id, msg.target, msg.candidate)
+                candidate = None if msg.candidate is None else msg.candidate.model_dump(exclude_none=True)
+                await self._stage(room).trickle(peer.key, peer.site_id, msg.target, candidate)
             case _:
                 raise p.ProtocolError("unknown_type", "Loại thông điệp không được hỗ trợ.")
         return None

@@ -55,6 +55,7 @@ class SiteLive:
     site_id: int
     name: str
     unit_name: str = ""
+    code: str = ""
     connected: bool = False
     publishing: bool = False
     timeline: list[Mark] = field(default_factory=list)
@@ -75,6 +76,7 @@ class SiteLive:
             "site_id": self.site_id,
             "name": self.name,
             "unit_name": self.unit_name,
+            "code": self.code,
             "connected": self.connected,
             "publishing": self.publishing,
             "attendance": self.attendance(),
@@ -129,13 +131,19 @@ class LiveMeeting:
         starts_at: float,
         sites: dict[int, tuple[str, str]],
         drop_grace: float = 30.0,
+        codes: dict[int, str] | None = None,
     ) -> None:
         self.meeting_id = meeting_id
         self.title = title
         self.status = status
         self.host_site_id = host_site_id
         self.starts_at = starts_at
-        self.sites = {sid: SiteLive(sid, name, unit) for sid, (name, unit) in sites.items()}
+        codes = codes or {}
+        self.sites = {
+            sid: SiteLive(sid, name, unit, codes.get(sid, "")) for sid, (name, unit) in sites.items()
+        }
+        # The order every screen lists the sites in (the wall's pages): the host first, then as given.
+        self.order = sorted(self.sites, key=lambda sid: sid != host_site_id)
         self.floor = FloorState(host_site_id=host_site_id, drop_grace=drop_grace)
         self.chat: list[ChatMessage] = []
         self.private_chat: list[ChatMessage] = []
@@ -182,6 +190,7 @@ class LiveMeeting:
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
             "meeting": self.meeting_json(),
+            "order": list(self.order),
             "sites": {str(sid): s.to_json() for sid, s in self.sites.items()},
             "floor": self.floor_json(now),
             "chat": [m.to_json() for m in self.chat[-CHAT_IN_SNAPSHOT:]],

@@ -252,3 +252,98 @@ def to_ics(meeting: Meeting, host_name: str, url: str = "") -> bytes:
         event.add("url", url)
     cal.add_component(event)
     return bytes(cal.to_ical())
+
+
+# -- what the scheduling form offers ----------------------------------------------------------
+
+
+@dataclass
+class Choice:
+    id: int
+    label: str
+    code: str = ""
+    group: str = ""
+
+
+@dataclass
+class ScheduleChoices:
+    """What a scheduler may pick, all within ``scope_paths``: organizing units, sites, people."""
+
+    owners: list[Choice]
+    units: list[Choice]  # units whose subtree can be invited at once
+    sites: list[Choice]
+    kinds: list[str]  # unit kinds that have at least one site in scope
+    chairs: list[Choice]
+    secretaries: list[Choice]
+
+
+def _users_with_role(session: Session, role: Role, scope_paths: Sequence[str]) -> list[Choice]:
+    """Users holding ``role`` at a unit inside the scope or above it (a chair of the whole tree)."""
+    rows = session.execute(
+        select(User.id, User.full_name, User.username, Unit.path)
+        .join(RoleAssignment, RoleAssignment.user_id == User.id)
+        .join(Unit, Unit.id == RoleAssignment.unit_id)
+        .where(RoleAssignment.role == role.value, User.is_locked.is_(False))
+        .order_by(User.full_name, User.username)
+    ).all()
+    seen: dict[int, Choice] = {}
+    for user_id, full_name, username, path in rows:
+        if any(path.startswith(p) or p.startswith(path) for p in scope_paths):
+            seen.setdefault(user_id, Choice(user_id, full_name or username, username))
+    return list(seen.values())
+
+
+def schedule_choices(session: Session, scope_paths: Sequence[str]) -> ScheduleChoices:
+    in_scope = in_any_subtree(Unit.path, scope_paths)
+    owners = [
+        Choice(i, n, c)
+        for i, n, c in session.execute(
+            select(Unit.id, Unit.name, Unit.code)
+            .where(Unit.path.in_(list(scope_paths)), Unit.valid_to.is_(None))
+            .order_by(Unit.path)
+        ).all()
+    ]
+    sites = session.execute(
+        select(Site.id, Site.name, Site.code, Unit.kind)
+        .join(Unit, Unit.id == Site.unit_id)
+        .where(in_scope, Unit.valid_to.is_(None), Site.status != SiteStatus.inactive.value)
+        .order_by(Unit.path, Site.code)
+    ).all()
+    parents = select(Unit.parent_id).where(Unit.parent_id.is_not(None), Unit.valid_to.is_(None)).distinct()
+    units = [
+        Choice(i, n, c)
+        for i, n, c in session.execute(
+            select(Unit.id, Unit.name, Unit.code)
+            .where(in_scope, Unit.valid_to.is_(None), Unit.id.in_(parents))
+            .order_by(Unit.path)
+        ).all()
+    ]
+    kinds = sorted({kind for *_rest, kind in sites})
+    return ScheduleChoices(
+        owners=owners,
+        units=units,
+        sites=[Choice(i, n, c, k) for i, n, c, k in sites],
+        kinds=kinds,
+        chairs=_users_with_role(session, Role.chair, scope_paths),
+        secretaries=_users_with_role(session, Role.secretary, scope_paths),
+    )
+
+
+def site_labels(session: Session, site_ids: Sequence[int]) -> dict[int, str]:
+    if not site_ids:
+        return {}
+    return {
+        i: n for i, n in session.execute(select(Site.id, Site.name).where(Site.id.in_(list(site_ids)))).all()
+    }
+
+
+def user_labels(session: Session, user_ids: Sequence[int | None]) -> dict[int, str]:
+    ids = [i for i in user_ids if i is not None]
+    if not ids:
+        return {}
+    return {
+        i: full or username
+        for i, full, username in session.execute(
+            select(User.id, User.full_name, User.username).where(User.id.in_(ids))
+        ).all()
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # an SDP offer with simulcast is ~6 KB
@@ -32,6 +32,15 @@ class Jsep(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["offer", "answer"]
     sdp: str = Field(min_length=10, max_length=60_000)
+
+    @field_validator("sdp")
+    @classmethod
+    def _looks_like_sdp(cls, sdp: str) -> str:
+        """Refuse what cannot be a session description before anything reaches Janus (and before
+        a republish lets the site's current publisher go)."""
+        if not sdp.startswith("v=0") or "\nm=" not in sdp:
+            raise ValueError("not an SDP session description")
+        return sdp
 
 
 class Hello(_Msg):
@@ -99,12 +108,31 @@ class MediaSubscribe(_Msg):
 class MediaStart(_Msg):
     type: Literal["media.start"]
     jsep: Jsep
+    target: Literal["view", "wall"] = "view"
+
+
+class Candidate(BaseModel):
+    """One ICE candidate as the browser gives it (RTCIceCandidate.toJSON()), or the end marker."""
+
+    model_config = ConfigDict(extra="ignore")
+    candidate: str | None = Field(default=None, max_length=1000)
+    sdpMid: str | None = Field(default=None, max_length=64)  # the browser's names
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=1000)
+    completed: bool | None = None
 
 
 class MediaTrickle(_Msg):
     type: Literal["media.trickle"]
-    target: Literal["publisher", "subscriber"]
-    candidate: dict[str, Any] | None
+    target: Literal["publisher", "subscriber", "wall"]
+    candidate: Candidate | None
+
+
+class MediaWall(_Msg):
+    """The console's wall of sites: video only, low simulcast layer, ``WALL_PAGE`` sites a page."""
+
+    type: Literal["media.wall"]
+    page: int = Field(ge=1, le=1000)
+    renew: bool = False  # a new subscription (the tab lost its PeerConnection), not a page turn
 
 
 class MediaUnpublish(_Msg):
@@ -129,6 +157,7 @@ ClientMessage = Annotated[
     | MediaSubscribe
     | MediaStart
     | MediaTrickle
+    | MediaWall
     | MediaUnpublish
     | Ping,
     Field(discriminator="type"),
@@ -150,6 +179,7 @@ KNOWN_TYPES = frozenset(
         MediaSubscribe,
         MediaStart,
         MediaTrickle,
+        MediaWall,
         MediaUnpublish,
         Ping,
     )

@@ -77,6 +77,7 @@ class MeetingOut(BaseModel):
     site_count: int
     can_manage: bool = False
     can_chair: bool = False
+    can_console: bool = False
     my_sites: list[int] = Field(default_factory=list, description="Invited sites the caller can act as")
 
 

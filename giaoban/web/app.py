@@ -133,8 +133,9 @@ def create_app(
         return Response(status_code=200)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    from giaoban.web import pages, ws
+    from giaoban.web import pages, pages_meetings, ws
 
     app.include_router(ws.router)
     app.include_router(pages.router)
+    app.include_router(pages_meetings.router)
     return app

@@ -29,6 +29,9 @@ class _Conn:
     async def send_text(self, data: str) -> None:
         await self.ws.send_text(data)
 
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason)
+
 
 def _same_origin(ws: WebSocket) -> bool:
     origin = ws.headers.get("origin")

@@ -175,7 +175,13 @@ def test_bad_messages_get_errors_and_change_nothing(client: TestClient, meeting:
         site.ws.send_text(json.dumps({"type": "floor.request", "id": 59}))  # out of order
         assert site.recv()["code"] == "stale_id"
         site.ws.send_text(
-            json.dumps({"type": "media.publish", "id": 61, "jsep": {"type": "offer", "sdp": "v=0 bogus sdp"}})
+            json.dumps(
+                {
+                    "type": "media.publish",
+                    "id": 61,
+                    "jsep": {"type": "offer", "sdp": "v=0\r\nm=audio 9 bogus\r\n"},
+                }
+            )
         )
         assert site.recv()["code"] == "media_unavailable"  # no media plane in this test
         assert site.version == version  # nothing changed
@@ -200,3 +206,169 @@ def test_resume_gets_missed_deltas_and_chat_privacy(client: TestClient, meeting:
                 c["value"]["text"] for d in deltas for c in d["changes"] if c["path"] == "chat.append"
             ]
             assert appended == ["Điểm cầu Huế đã sẵn sàng"]  # the private message is not in anyone's deltas
+
+
+def _records(client: TestClient, mid: int) -> list[str]:
+    with client.app.state.ctx.db.session() as s:  # type: ignore[attr-defined]
+        return list(s.execute(select(MeetingRecord.kind).where(MeetingRecord.meeting_id == mid)).scalars())
+
+
+def test_site_operator_cannot_send_chair_commands(client: TestClient, meeting: dict[str, int]) -> None:
+    mid, hn = meeting["id"], meeting["site_01"]
+    for site in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": hn}):
+        site.until(lambda m: m["type"] == "delta")
+        rid = site.send(type="floor.request")
+        assert site.reply(rid)["type"] == "ack"  # its delta came before the ack
+        version, records = site.version, _records(client, mid)
+        for msg in (
+            {"type": "floor.grant", "site_id": hn},
+            {"type": "floor.grant"},
+            {"type": "floor.revoke", "site_id": hn},
+            {"type": "floor.extend", "site_id": hn, "seconds": 60},
+            {"type": "floor.config", "max_holders": 4},
+            {"type": "media.wall", "page": 1},
+            {"type": "chat.send", "text": "giả làm phòng điều hành", "to": meeting["site_46"]},
+        ):
+            reply = site.reply(site.send(**msg))
+            assert reply["type"] == "error" and reply["code"] == "forbidden", (msg, reply)
+        ok = site.send(type="ping")
+        assert site.reply(ok)["type"] == "ack"  # no delta came in between: nothing changed
+        assert site.version == version and _records(client, mid) == records
+    for console in open_tab(client, mid, "chutri", **{"as": "console"}):
+        # The console may not act as a site either.
+        for msg in (
+            {"type": "floor.request"},
+            {"type": "checkin", "delegates": 3},
+            {"type": "chat.send", "text": "x", "to": "control"},
+        ):
+            assert console.reply(console.send(**msg))["code"] == "forbidden", msg
+        reply = console.reply(
+            console.send(type="media.publish", jsep={"type": "offer", "sdp": "v=0\r\nm=audio 9 x\r\n"})
+        )
+        assert reply["code"] == "forbidden"
+
+
+def test_messages_for_another_meeting_are_refused(client: TestClient, meeting: dict[str, int]) -> None:
+    mid, hn, hcm = meeting["id"], meeting["site_01"], meeting["site_79"]
+    # Hồ Chí Minh City is invited to another meeting, not to this one.
+    with client.app.state.ctx.db.session() as s:  # type: ignore[attr-defined]
+        tx = Tx(s, client.app.state.ctx.audit, Actor.system("test"))  # type: ignore[attr-defined]
+        other = svc.create_meeting(
+            tx,
+            svc.MeetingSpec(
+                title="Hội nghị khác",
+                kind="thematic",
+                starts_at=datetime(2026, 1, 2, 8),
+                ends_at=datetime(2026, 1, 2, 9),
+                owner_unit_id=s.execute(select(Unit.id).where(Unit.code == "TW")).scalar_one(),
+                host_site_id=meeting["site_TW"],
+                invite=svc.InviteSpec(site_ids=[hcm]),
+            ),
+        )
+        svc.transition(tx, other.id, MeetingStatus.open)
+        other_id = other.id
+    # Its operator cannot reach this meeting, even by naming a site of it.
+    for hello in ({"as": "site", "site_id": hcm}, {"as": "site", "site_id": hn}):
+        with client.websocket_connect(f"/ws/meetings/{mid}", headers=login(client, "dc-79")) as ws:
+            ws.send_text(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 4404
+    for chair in open_tab(client, mid, "chutri", **{"as": "console"}):
+        version, records = chair.version, _records(client, mid)
+        for msg, code in (
+            ({"type": "floor.grant", "site_id": hcm}, "not_invited"),
+            ({"type": "floor.revoke", "site_id": hcm}, "not_holding"),
+            ({"type": "chat.send", "text": "nhầm hội nghị", "to": hcm}, "not_invited"),
+            ({"type": "floor.grant", "site_id": hn, "meeting_id": other_id}, "invalid"),
+            ({"type": "chat.send", "text": "x", "meeting": other_id}, "invalid"),
+        ):
+            reply = chair.reply(chair.send(**msg))
+            assert reply["type"] == "error" and reply["code"] == code, (msg, reply)
+        assert chair.reply(chair.send(type="ping"))["type"] == "ack"
+        assert chair.version == version and _records(client, mid) == records
+
+
+def test_malformed_media_messages(client: TestClient, meeting: dict[str, int]) -> None:
+    for site in open_tab(client, meeting["id"], "dc-01", **{"as": "site", "site_id": meeting["site_01"]}):
+        site.until(lambda m: m["type"] == "delta")
+        version = site.version
+        for msg, code in (
+            ({"type": "media.publish", "jsep": {"type": "offer", "sdp": "v=0"}}, "invalid"),  # too short
+            ({"type": "media.publish", "jsep": {"type": "pranswer", "sdp": "v=0\r\n" * 5}}, "invalid"),
+            (
+                {"type": "media.publish", "jsep": {"type": "offer", "sdp": "hello, this is not SDP"}},
+                "invalid",
+            ),
+            (
+                {"type": "media.publish", "jsep": {"type": "offer", "sdp": "v=0\r\ns=no media lines\r\n"}},
+                "invalid",
+            ),
+            ({"type": "media.publish"}, "invalid"),
+            (
+                {"type": "media.start", "jsep": {"type": "answer", "sdp": "v=0\r\n" * 5}, "target": "all"},
+                "invalid",
+            ),
+            ({"type": "media.trickle", "target": "publisher", "candidate": "candidate:1 1 udp"}, "invalid"),
+            ({"type": "media.trickle", "target": "janus", "candidate": None}, "invalid"),
+            ({"type": "media.trickle", "target": "publisher", "candidate": {"sdpMLineIndex": -1}}, "invalid"),
+            ({"type": "media.wall", "page": 0}, "invalid"),
+            # Well formed, but there is no media plane in this test: refused, nothing changes.
+            (
+                {
+                    "type": "media.publish",
+                    "jsep": {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 x\r\n"},
+                },
+                "media_unavailable",
+            ),
+            ({"type": "media.subscribe"}, "media_unavailable"),
+        ):
+            reply = site.reply(site.send(**msg))
+            assert reply["type"] == "error" and reply["code"] == code, (msg, reply)
+        # Too large to be read at all: refused without an id.
+        site.send(type="media.publish", jsep={"type": "offer", "sdp": "x" * 70_000})
+        assert site.recv() == {
+            "type": "error",
+            "id": None,
+            "code": "too_large",
+            "message": "Thông điệp quá lớn.",
+        }
+        assert site.reply(site.send(type="ping"))["type"] == "ack"
+        assert site.version == version
+
+
+def test_snapshot_lists_sites_in_wall_order(client: TestClient, meeting: dict[str, int]) -> None:
+    for chair in open_tab(client, meeting["id"], "chutri", **{"as": "console"}):
+        snapshot = chair.welcome["snapshot"]  # type: ignore[attr-defined]
+        order = snapshot["order"]
+        assert order[0] == meeting["site_TW"]  # the host first
+        assert sorted(order) == sorted(int(k) for k in snapshot["sites"])
+        assert [snapshot["sites"][str(i)]["code"] for i in order] == ["TW", "01", "46", "92"]
+
+
+def test_ending_the_meeting_closes_its_tabs(client: TestClient, meeting: dict[str, int]) -> None:
+    mid = meeting["id"]
+    for site in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": meeting["site_01"]}):
+        site.until(lambda m: m["type"] == "delta")
+        chair = {**login(client, "chutri"), "Accept": "text/html"}
+        r = client.post(
+            f"/meetings/{mid}/status", data={"status": "ended"}, headers=chair, follow_redirects=False
+        )
+        assert r.status_code == 303, r.text
+        status = site.until(lambda m: m["type"] == "delta" and m["changes"][0]["path"] == "meeting")
+        assert status["changes"][0]["value"]["status"] == "ended"
+        left = site.until(lambda m: m["type"] == "delta")
+        assert left["changes"][0]["value"]["attendance"] == "left"  # the timeline is closed
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                site.recv()
+        assert closed.value.code == 4409
+    assert _records(client, mid)[-2:] == ["meeting.status", "site.disconnected"]
+    # The meeting is over: nobody gets in any more.
+    with client.websocket_connect(f"/ws/meetings/{mid}", headers=login(client, "dc-01")) as ws:
+        ws.send_text(
+            json.dumps({"type": "hello", "id": 1, "protocol": 1, "as": "site", "site_id": meeting["site_01"]})
+        )
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 4409

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from openpyxl import Workbook
 from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from giaoban.conference import meetings as svc
 from giaoban.conference.access import (
@@ -65,6 +65,7 @@ def _out(m: Meeting, access: MeetingAccess | None) -> MeetingOut:
         site_count=len(m.invitations),
         can_manage=bool(access and access.manage),
         can_chair=bool(access and access.chair),
+        can_console=bool(access and access.console),
         my_sites=sorted(access.sites_as_site) if access else [],
     )
 
@@ -117,7 +118,12 @@ def list_meetings(
             stmt = stmt.where(Meeting.status == status)
         total = len(session.execute(stmt.with_only_columns(Meeting.id)).all())
         meetings = (
-            session.execute(stmt.order_by(Meeting.starts_at.desc()).limit(limit).offset(offset))
+            session.execute(
+                stmt.options(selectinload(Meeting.invitations))
+                .order_by(Meeting.starts_at.desc())
+                .limit(limit)
+                .offset(offset)
+            )
             .scalars()
             .all()
         )

@@ -1,0 +1,519 @@
+// The control room: speaker queue with grant / revoke and a countdown per turn, the roll-call
+// board, the paged wall of all sites (low simulcast layer) and chat with private replies.
+
+import { el, format, readJson } from "./common.js";
+import { LiveError, LiveSocket, Subscription, clock, hhmm } from "./live.js";
+
+const config = readJson("gb-config");
+const S = readJson("gb-strings");
+const $ = (id) => document.getElementById(id);
+const canChair = Boolean(config.canChair);
+
+const conn = $("conn");
+const errorBox = $("console-error");
+const hostVideo = $("host-video");
+const speakersBox = $("speakers");
+const holdersList = $("holders");
+const queueList = $("queue");
+const wallList = $("wall");
+const chatList = $("chat");
+const chatTo = $("chat-to");
+const soundButton = $("sound");
+const noSpeaker = $("no-speaker");
+
+let view = null;
+let slots = null;
+let subscribing = false;
+let wall = null; // Subscription of the wall
+let wallInfo = null; // {page, pages, tiles}
+let wallPage = 1;
+let wallBusy = false;
+const streams = new Map(); // view slot video mid -> MediaStream
+const wallStreams = new Map(); // wall mid -> MediaStream
+
+function showError(text) {
+  errorBox.textContent = text;
+  errorBox.hidden = !text;
+}
+
+async function act(type, payload = {}) {
+  try {
+    const result = await socket.send(type, payload);
+    showError("");
+    return { ok: true, result };
+  } catch (error) {
+    showError(format(S.sendFailed, { error: error.message }));
+    return { ok: false, result: null };
+  }
+}
+
+const socket = new LiveSocket({
+  meetingId: config.meetingId,
+  hello: { as: "console" },
+  onStatus(status, detail) {
+    conn.textContent = {
+      connecting: S.connecting,
+      reconnecting: S.reconnecting,
+      connected: S.connected,
+      lost: format(S.lost, { s: Math.ceil((detail ?? 0) / 1000) }),
+      not_open: format(S.notOpen, { s: Math.ceil((detail ?? 0) / 1000) }),
+      refused: format(S.refused, { code: detail }),
+      ended: S.meetingEnded,
+    }[status];
+    conn.className = `conn conn-${status}`;
+    if (status !== "connected") dropMedia();
+  },
+  onState(state, changes) {
+    render(state);
+    if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
+    if (!wall && !wallBusy && state.order.some((id) => state.site(id)?.publishing)) openWall(wallPage);
+    if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
+      showError(S.meetingEnded);
+      dropMedia();
+    }
+  },
+  onMessage(msg) {
+    if (msg.type === "media.slots") showSlots(msg);
+    else if (msg.type === "media.wall") showWall(msg);
+    else if (msg.type === "media.offer") {
+      const sub = msg.target === "wall" ? wall : view;
+      sub?.renegotiate(msg.jsep).catch(console.warn);
+    } else if (msg.type === "chat.private") addPrivate(msg.message);
+  },
+});
+socket.connect();
+
+function dropMedia() {
+  view?.close();
+  view = null;
+  wall?.close();
+  wall = null;
+  slots = null;
+  wallInfo = null;
+  streams.clear();
+  wallStreams.clear();
+}
+
+// ---- host and speakers -----------------------------------------------------------------------
+
+async function subscribeView() {
+  subscribing = true;
+  try {
+    const result = await socket.send("media.subscribe");
+    slots = result.slots;
+    streams.clear();
+    speakersBox.replaceChildren(
+      noSpeaker,
+      ...slots.speakers.map((s) =>
+        el(
+          "figure",
+          { class: "screen screen-speaker", hidden: true, dataset: { slot: s.video } },
+          el("video", { autoplay: true, playsinline: true, dataset: { mid: s.video } }),
+          el("figcaption", {}, el("span", { class: "who" })),
+        ),
+      ),
+    );
+    const failed = () => {
+      view?.close();
+      view = null;
+      setTimeout(subscribeView, 1000);
+    };
+    view = new Subscription(socket, "view", (mid, track) => {
+      const slot = [slots.host, ...slots.speakers].find((s) => s.video === mid || s.audio === mid);
+      if (!slot) return;
+      if (!streams.has(slot.video)) streams.set(slot.video, new MediaStream());
+      const stream = streams.get(slot.video);
+      stream.addTrack(track);
+      const video = slot === slots.host ? hostVideo : speakersBox.querySelector(`video[data-mid="${slot.video}"]`);
+      if (video && video.srcObject !== stream) video.srcObject = stream;
+      play();
+    }, failed);
+    await view.start(result.jsep);
+    showSlots(result.slots);
+  } catch (error) {
+    view?.close();
+    view = null;
+    if (!(error instanceof LiveError && error.code === "host_not_ready")) showError(error.message);
+  } finally {
+    subscribing = false;
+  }
+}
+
+/** Play the host and speakers; when the browser refuses sound before a click, play muted and
+ * offer the "turn the sound on" button. */
+function play() {
+  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
+    if (!video.srcObject || !video.paused) continue;
+    video.play().catch(() => {
+      video.muted = true;
+      soundButton.hidden = false;
+      video.play().catch(() => {});
+    });
+  }
+}
+soundButton.addEventListener("click", () => {
+  soundButton.hidden = true;
+  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
+    video.muted = false;
+    video.play().catch(() => {});
+  }
+});
+
+function showSlots(message) {
+  if (!slots) return;
+  slots = { host: { ...slots.host, ...message.host }, speakers: message.speakers };
+  $("host-wait").hidden = message.host.site_id !== null;
+  noSpeaker.hidden = message.speakers.some((s) => s.site_id !== null);
+  for (const s of message.speakers) {
+    const figure = speakersBox.querySelector(`figure[data-slot="${s.video}"]`);
+    if (!figure) continue;
+    figure.hidden = s.site_id === null;
+    figure.dataset.site = s.site_id ?? "";
+    if (s.site_id !== null) {
+      figure.querySelector(".who").textContent = format(S.speakerLabel, { name: socket.state.siteName(s.site_id) });
+    }
+  }
+  play();
+}
+
+// ---- the wall --------------------------------------------------------------------------------
+
+async function openWall(page) {
+  wallBusy = true;
+  try {
+    const result = await socket.send("media.wall", { page, renew: !wall });
+    if (result === null) return;
+    if (result.jsep) {
+      wallStreams.clear();
+      wall = new Subscription(
+        socket,
+        "wall",
+        (mid, track) => {
+          const stream = new MediaStream([track]);
+          wallStreams.set(mid, stream);
+          const video = wallList.querySelector(`video[data-mid="${mid}"]`);
+          if (video) video.srcObject = stream;
+        },
+        () => {
+          // The wall's media failed: the server keeps the subscription; ask for a fresh one.
+          wall?.close();
+          wall = null;
+        },
+      );
+      showWall(result);
+      await wall.start(result.jsep);
+    } else {
+      showWall(result);
+    }
+  } catch (error) {
+    wall?.close();
+    wall = null;
+    if (!(error instanceof LiveError && error.code === "no_video")) showError(error.message);
+  } finally {
+    wallBusy = false;
+  }
+}
+
+function showWall(info) {
+  wallInfo = info;
+  wallPage = info.page;
+  renderWall(socket.state);
+}
+
+$("wall-prev").addEventListener("click", () => turnPage(-1));
+$("wall-next").addEventListener("click", () => turnPage(1));
+
+function pages() {
+  return Math.max(1, Math.ceil(socket.state.order.length / 24));
+}
+
+async function turnPage(step) {
+  const page = Math.min(pages(), Math.max(1, wallPage + step));
+  if (page === wallPage) return;
+  wallPage = page;
+  if (wall) await openWall(page);
+  else renderWall(socket.state);
+}
+
+function badge(text, kind) {
+  return el("span", { class: `badge badge-${kind}` }, text);
+}
+
+function renderWall(state) {
+  const perPage = 24;
+  const ids = state.order.slice((wallPage - 1) * perPage, wallPage * perPage);
+  $("wall-page").textContent = format(S.page, { page: wallPage, pages: pages() });
+  $("wall-prev").disabled = wallPage <= 1;
+  $("wall-next").disabled = wallPage >= pages();
+  const holders = new Set(state.floor.holders.map((h) => h.site_id));
+  const queued = new Map(state.floor.queue.map((q) => [q.site_id, q.position]));
+  const tiles = ids.map((id, i) => {
+    const site = state.site(id);
+    const tileInfo = wallInfo && wallInfo.page === wallPage ? wallInfo.tiles[i] : null;
+    const classes = ["tile"];
+    if (!site.connected) classes.push("tile-off");
+    if (holders.has(id)) classes.push("tile-holding");
+    else if (queued.has(id)) classes.push("tile-queued");
+    const badges = [];
+    if (id === config.hostSiteId) badges.push(badge(S.hostBadge, "neutral"));
+    if (holders.has(id)) badges.push(badge(S.holdingBadge, "holding"));
+    else if (queued.has(id)) badges.push(badge(format(S.queuedBadge, { n: queued.get(id) }), "queued"));
+    badges.push(
+      site.connected
+        ? badge(site.publishing ? S.publishingBadge : S.connectedBadge, site.publishing ? "active" : "neutral")
+        : badge(S.disconnectedBadge, "inactive"),
+    );
+    if (site.checkin) badges.push(badge(format(S.delegates, { n: site.checkin.delegates }), "neutral"));
+    let video = null;
+    if (tileInfo && tileInfo.site_id === id) {
+      video = el("video", { autoplay: true, playsinline: true, muted: true, dataset: { mid: tileInfo.mid } });
+      video.muted = true;
+      const stream = wallStreams.get(tileInfo.mid);
+      if (stream) video.srcObject = stream;
+      video.hidden = !tileInfo.video;
+    }
+    const actions = [];
+    if (canChair && !holders.has(id) && id !== config.hostSiteId && site.connected) {
+      actions.push(el("button", { type: "button", class: "btn btn-small", dataset: { grant: id } }, S.grant));
+    }
+    actions.push(
+      el("button", { type: "button", class: "btn btn-secondary btn-small", dataset: { reply: id } }, S.message),
+    );
+    return el(
+      "li",
+      { class: classes.join(" "), dataset: { site: id } },
+      el(
+        "div",
+        { class: "tile-video" },
+        video,
+        tileInfo?.video ? null : el("span", { class: "tile-novideo" }, S.noVideo),
+      ),
+      el("div", { class: "tile-name" }, el("span", { class: "node-code" }, site.code || id), " ", site.name),
+      el("div", { class: "tile-badges" }, badges),
+      el("div", { class: "tile-actions" }, actions),
+    );
+  });
+  // Keep playing <video> elements where the tile still shows the same stream (no flicker).
+  const old = new Map([...wallList.querySelectorAll("video[data-mid]")].map((v) => [v.dataset.mid, v]));
+  for (const tile of tiles) {
+    const video = tile.querySelector("video[data-mid]");
+    const previous = video && old.get(video.dataset.mid);
+    if (previous && previous.srcObject === video.srcObject) {
+      previous.hidden = video.hidden;
+      video.replaceWith(previous);
+    }
+  }
+  wallList.replaceChildren(...tiles);
+  for (const v of wallList.querySelectorAll("video")) v.play?.().catch(() => {});
+}
+
+wallList.addEventListener("click", (event) => {
+  const grant = event.target.closest("[data-grant]");
+  if (grant) grantFloor(Number(grant.dataset.grant));
+  const reply = event.target.closest("[data-reply]");
+  if (reply) replyTo(Number(reply.dataset.reply));
+});
+
+// ---- the floor -------------------------------------------------------------------------------
+
+function limit() {
+  const value = $("limit")?.value;
+  return value ? Number(value) : undefined;
+}
+
+function grantFloor(siteId) {
+  const payload = { site_id: siteId };
+  const seconds = limit();
+  if (seconds) payload.seconds = seconds;
+  return act("floor.grant", payload);
+}
+
+function renderFloor(state) {
+  const now = socket.now();
+  const holders = state.floor.holders.map((h) => {
+    const left = h.expires_at ? Date.parse(h.expires_at) / 1000 - now : null;
+    const spoken = now - Date.parse(h.granted_at) / 1000;
+    const time = left === null ? format(S.elapsed, { t: clock(spoken) }) : format(S.timeLeft, { t: clock(left) });
+    const item = el(
+      "li",
+      { class: left !== null && left < 30 ? "floor-item floor-ending" : "floor-item", dataset: { site: h.site_id } },
+      el("span", { class: "floor-name" }, state.siteName(h.site_id), h.dropped ? ` (${S.dropped})` : ""),
+      el("span", { class: "countdown num", dataset: { expires: h.expires_at ?? "", granted: h.granted_at } }, time),
+    );
+    if (canChair) {
+      item.append(
+        el(
+          "span",
+          { class: "floor-actions" },
+          el("button", { type: "button", class: "btn btn-danger btn-small", dataset: { revoke: h.site_id } }, S.revoke),
+          h.expires_at
+            ? el("button", { type: "button", class: "btn btn-secondary btn-small", dataset: { extend: h.site_id } }, S.extend)
+            : null,
+        ),
+      );
+    }
+    return item;
+  });
+  holdersList.replaceChildren(...(holders.length ? holders : [el("li", { class: "empty" }, S.noHolder)]));
+  const full = state.floor.holders.length >= state.floor.max_holders;
+  const queue = state.floor.queue.map((q) => {
+    const item = el(
+      "li",
+      { class: "floor-item", dataset: { site: q.site_id } },
+      el(
+        "span",
+        { class: "floor-name" },
+        `${q.position}. ${state.siteName(q.site_id)}`,
+        q.kind === "point_of_order" ? el("span", { class: "badge badge-queued" }, S.pointOfOrder) : null,
+        q.dropped ? ` (${S.dropped})` : "",
+      ),
+    );
+    if (canChair) {
+      item.append(
+        el(
+          "span",
+          { class: "floor-actions" },
+          el("button", { type: "button", class: "btn btn-small", disabled: full || q.dropped, dataset: { grant: q.site_id } }, S.grant),
+        ),
+      );
+    }
+    return item;
+  });
+  queueList.replaceChildren(...(queue.length ? queue : [el("li", { class: "empty" }, S.emptyQueue)]));
+  const max = $("max-holders");
+  if (max && document.activeElement !== max) max.value = String(state.floor.max_holders);
+}
+
+function tickCountdowns() {
+  const now = socket.now();
+  for (const span of holdersList.querySelectorAll(".countdown")) {
+    const expires = span.dataset.expires;
+    if (expires) span.textContent = format(S.timeLeft, { t: clock(Date.parse(expires) / 1000 - now) });
+    else span.textContent = format(S.elapsed, { t: clock(now - Date.parse(span.dataset.granted) / 1000) });
+  }
+}
+setInterval(tickCountdowns, 1000);
+
+for (const list of [holdersList, queueList]) {
+  list.addEventListener("click", (event) => {
+    const grant = event.target.closest("[data-grant]");
+    if (grant) grantFloor(Number(grant.dataset.grant));
+    const revoke = event.target.closest("[data-revoke]");
+    if (revoke) act("floor.revoke", { site_id: Number(revoke.dataset.revoke) });
+    const extend = event.target.closest("[data-extend]");
+    if (extend) act("floor.extend", { site_id: Number(extend.dataset.extend), seconds: 60 });
+  });
+}
+$("max-holders")?.addEventListener("change", (event) => act("floor.config", { max_holders: Number(event.target.value) }));
+
+// ---- roll call -------------------------------------------------------------------------------
+
+function renderRoll(state) {
+  const counts = { present: 0, late: 0, absent: 0, left: 0 };
+  const absent = [];
+  for (const id of state.order) {
+    const site = state.site(id);
+    counts[site.attendance] += 1;
+    if (site.attendance === "absent") absent.push(site);
+  }
+  $("n-present").textContent = counts.present + counts.late;
+  $("n-late").textContent = counts.late;
+  $("n-absent").textContent = counts.absent;
+  $("n-left").textContent = counts.left;
+  const reported = state.order.map((id) => state.site(id).checkin).filter(Boolean);
+  $("delegates-total").textContent = format(S.delegatesTotal, {
+    n: reported.reduce((sum, c) => sum + c.delegates, 0),
+    sites: reported.length,
+  });
+  $("absent").replaceChildren(
+    ...(absent.length
+      ? absent.map((s) => el("li", {}, el("span", { class: "node-code" }, s.code), " ", s.name))
+      : [el("li", { class: "empty" }, S.noneAbsent)]),
+  );
+}
+
+// ---- chat ------------------------------------------------------------------------------------
+
+let chatRendered = 0;
+
+function chatLine(m) {
+  const from = m.from_site === null ? `${S.control} (${m.user})` : socket.state.siteName(m.from_site);
+  let tag = null;
+  if (m.to === "control") tag = S.privateFrom;
+  else if (typeof m.to === "number") tag = format(S.privateTo, { name: socket.state.siteName(m.to) });
+  const line = el(
+    "li",
+    { class: m.to === "all" ? "chat-line" : "chat-line chat-private" },
+    el("span", { class: "chat-meta" }, `${hhmm(m.at)} · ${from}`, tag ? ` · ${tag}` : ""),
+    el("span", { class: "chat-text" }, m.text),
+  );
+  if (m.to === "control" && m.from_site !== null) {
+    line.append(
+      el("button", { type: "button", class: "btn btn-secondary btn-small", dataset: { reply: m.from_site } }, S.reply),
+    );
+  }
+  return line;
+}
+
+function renderChat(state) {
+  for (const m of state.chat.slice(chatRendered)) chatList.append(chatLine(m));
+  chatRendered = state.chat.length;
+  chatList.scrollTop = chatList.scrollHeight;
+}
+
+function addPrivate(message) {
+  chatList.append(chatLine(message));
+  chatList.scrollTop = chatList.scrollHeight;
+}
+
+function replyTo(siteId) {
+  let option = chatTo.querySelector(`option[value="${siteId}"]`);
+  if (!option) {
+    option = el("option", { value: siteId }, format(S.replyTo, { name: socket.state.siteName(siteId) }));
+    chatTo.append(option);
+  }
+  chatTo.value = String(siteId);
+  $("chat-text").focus();
+}
+chatList.addEventListener("click", (event) => {
+  const reply = event.target.closest("[data-reply]");
+  if (reply) replyTo(Number(reply.dataset.reply));
+});
+
+$("chat-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("chat-text");
+  const text = input.value.trim();
+  if (!text) return;
+  const to = chatTo.value === "all" ? "all" : Number(chatTo.value);
+  if ((await act("chat.send", { text, to })).ok) input.value = "";
+});
+
+// ---- everything ------------------------------------------------------------------------------
+
+function render(state) {
+  const status = state.meeting?.status;
+  if (status) {
+    const badgeEl = $("meeting-status");
+    badgeEl.textContent = config.statuses[status] ?? status;
+    badgeEl.className = `badge mstatus-${status}`;
+  }
+  renderFloor(state);
+  renderRoll(state);
+  renderWall(state);
+  renderChat(state);
+}
+
+// For the end-to-end tests and for support staff in the browser console.
+window.giaobanConsole = {
+  socket,
+  get view() {
+    return view;
+  },
+  get slots() {
+    return slots;
+  },
+  get wall() {
+    return wall;
+  },
+};

@@ -1,0 +1,359 @@
+// The live-meeting protocol (docs/protocol.md, version 1) for the site room and the console:
+// one WebSocket per tab, hello + resume, acks and errors, snapshot + versioned deltas, reconnect
+// with backoff; and the WebRTC side of media.publish / media.subscribe / media.wall (the browser
+// never talks to Janus: SDP and ICE candidates go through our server).
+
+const PROTOCOL = 1;
+const PING_EVERY_MS = 20_000;
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
+const NOT_OPEN_RETRY_MS = 10_000;
+
+/** A refusal from the server ({type:"error"}) or a lost connection. */
+export class LiveError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.code = code;
+  }
+}
+
+/** Meeting state as the server pushes it: snapshot, then deltas applied in order. */
+export class MeetingState {
+  constructor() {
+    this.version = 0;
+    this.meeting = null;
+    this.order = [];
+    this.sites = {};
+    this.floor = { holders: [], queue: [], audible: [], max_holders: 1 };
+    this.chat = [];
+  }
+
+  load(snapshot, version) {
+    this.version = version;
+    this.meeting = snapshot.meeting;
+    this.order = snapshot.order ?? Object.keys(snapshot.sites).map(Number);
+    this.sites = snapshot.sites;
+    this.floor = snapshot.floor;
+    this.chat = snapshot.chat ?? [];
+  }
+
+  /** Apply one delta; false when it does not follow the version we hold (resume needed). */
+  apply(delta) {
+    if (delta.version !== this.version + 1) return false;
+    for (const change of delta.changes) {
+      if (change.path === "meeting") this.meeting = change.value;
+      else if (change.path === "floor") this.floor = change.value;
+      else if (change.path === "chat.append") this.chat.push(change.value);
+      else if (change.path.startsWith("sites.")) this.sites[change.path.slice(6)] = change.value;
+    }
+    this.version = delta.version;
+    return true;
+  }
+
+  site(id) {
+    return this.sites[String(id)] ?? null;
+  }
+
+  siteName(id) {
+    return this.site(id)?.name ?? `#${id}`;
+  }
+}
+
+/**
+ * One tab's connection. ``hello`` is {as, site_id?}; callbacks: onStatus(status, detail),
+ * onState(state, changes), onMessage(msg) for pushes that are not state (media.*, chat.private),
+ * onWelcome(welcome, resumed).
+ */
+export class LiveSocket {
+  constructor({ meetingId, hello, onStatus, onState, onMessage, onWelcome }) {
+    this.meetingId = meetingId;
+    this.hello = hello;
+    this.onStatus = onStatus ?? (() => {});
+    this.onState = onState ?? (() => {});
+    this.onMessage = onMessage ?? (() => {});
+    this.onWelcome = onWelcome ?? (() => {});
+    this.state = new MeetingState();
+    this.ws = null;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.attempt = 0;
+    this.everConnected = false;
+    this.closed = false;
+    this.serverOffset = 0; // server clock minus ours, seconds
+    this.you = null;
+    this.pingTimer = null;
+  }
+
+  get connected() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.you !== null;
+  }
+
+  /** Seconds on the server's clock. */
+  now() {
+    return Date.now() / 1000 + this.serverOffset;
+  }
+
+  connect() {
+    if (this.closed) return;
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${window.location.host}/ws/meetings/${this.meetingId}`);
+    this.ws = ws;
+    this.you = null;
+    this.nextId = 1;
+    this.onStatus(this.everConnected ? "reconnecting" : "connecting");
+    ws.addEventListener("open", () => {
+      const hello = { type: "hello", id: this.nextId++, protocol: PROTOCOL, ...this.hello };
+      hello.resume_from = this.everConnected ? this.state.version : null;
+      ws.send(JSON.stringify(hello));
+    });
+    ws.addEventListener("message", (event) => this._receive(ws, event.data));
+    ws.addEventListener("close", (event) => this._closed(ws, event));
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    this.ws?.close(1000, "bye");
+  }
+
+  /** Send a message; resolves with the ack's result, rejects with LiveError. */
+  send(type, payload = {}) {
+    if (!this.connected) return Promise.reject(new LiveError("disconnected", ""));
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ type, id, ...payload }));
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+  }
+
+  _receive(ws, raw) {
+    if (ws !== this.ws) return;
+    let msg;
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case "welcome":
+        this._welcome(msg);
+        break;
+      case "delta":
+        if (!this.state.apply(msg)) {
+          // A gap: reconnect at once and resume from what we hold.
+          this.ws.close(4000, "gap");
+          return;
+        }
+        this.onState(this.state, msg.changes);
+        break;
+      case "ack":
+      case "error": {
+        const waiter = this.pending.get(msg.id);
+        if (!waiter) {
+          if (msg.type === "error") this.onMessage(msg);
+          return;
+        }
+        this.pending.delete(msg.id);
+        if (msg.type === "ack") waiter.resolve(msg.result ?? null);
+        else waiter.reject(new LiveError(msg.code, msg.message));
+        break;
+      }
+      default:
+        this.onMessage(msg);
+    }
+  }
+
+  _welcome(msg) {
+    const resumed = "deltas" in msg;
+    this.serverOffset = (msg.server_time ?? Date.now() / 1000) - Date.now() / 1000;
+    this.you = msg.you;
+    if (resumed) {
+      for (const text of msg.deltas) {
+        const delta = JSON.parse(text);
+        if (delta.version > this.state.version) this.state.apply(delta);
+      }
+      this.state.version = msg.version;
+    } else {
+      this.state.load(msg.snapshot, msg.version);
+    }
+    this.everConnected = true;
+    this.attempt = 0;
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => this.send("ping").catch(() => {}), PING_EVERY_MS);
+    this.onStatus("connected");
+    this.onWelcome(msg, resumed);
+    this.onState(this.state, null);
+  }
+
+  _closed(ws, event) {
+    if (ws !== this.ws) return;
+    clearInterval(this.pingTimer);
+    this.you = null;
+    for (const waiter of this.pending.values()) waiter.reject(new LiveError("disconnected", ""));
+    this.pending.clear();
+    if (this.closed) return;
+    if (event.code === 4401) {
+      const here = window.location.pathname + window.location.search;
+      window.location.assign(`/login?next=${encodeURIComponent(here)}`);
+      return;
+    }
+    if (event.code === 4403 || event.code === 4404 || event.code === 4400) {
+      this.closed = true;
+      this.onStatus("refused", event.code);
+      return;
+    }
+    let delay;
+    if (event.code === 4409 && ["ended", "cancelled"].includes(this.state.meeting?.status)) {
+      this.closed = true;
+      this.onStatus("ended");
+      return;
+    }
+    if (event.code === 4409) {
+      delay = NOT_OPEN_RETRY_MS;
+      this.onStatus("not_open", delay);
+    } else {
+      const base = event.code === 4000 ? 0 : BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+      delay = base + Math.round(Math.random() * 400);
+      this.attempt += 1;
+      this.onStatus("lost", delay);
+    }
+    setTimeout(() => this.connect(), delay);
+  }
+}
+
+// ---- media ---------------------------------------------------------------------------------
+
+const PC_CONFIG = { iceServers: [], bundlePolicy: "max-bundle" };
+
+/** Send our ICE candidates through the server; hold them until the server knows the handle. */
+class Trickle {
+  constructor(socket, target) {
+    this.socket = socket;
+    this.target = target;
+    this.ready = false;
+    this.queue = [];
+  }
+
+  add(candidate) {
+    const value = candidate ? candidate.toJSON() : null;
+    if (this.ready) this._send(value);
+    else this.queue.push(value);
+  }
+
+  open() {
+    this.ready = true;
+    for (const value of this.queue.splice(0)) this._send(value);
+  }
+
+  _send(candidate) {
+    this.socket.send("media.trickle", { target: this.target, candidate }).catch(() => {});
+  }
+}
+
+/**
+ * Publish camera + microphone: simulcast where the capture is large enough (three layers from
+ * 720p, fewer below — the browser decides), SDP offer/answer through media.publish.
+ */
+export async function publish(socket, stream, { simulcast = true } = {}) {
+  const pc = new RTCPeerConnection(PC_CONFIG);
+  const trickle = new Trickle(socket, "publisher");
+  pc.addEventListener("icecandidate", (event) => trickle.add(event.candidate));
+  const [audio] = stream.getAudioTracks();
+  const [video] = stream.getVideoTracks();
+  if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [stream] });
+  if (video) {
+    const height = video.getSettings().height ?? 0;
+    const encodings =
+      simulcast && height >= 360
+        ? [
+            { rid: "h", active: true, maxBitrate: 1_200_000 },
+            { rid: "m", active: true, maxBitrate: 400_000, scaleResolutionDownBy: 2 },
+            { rid: "l", active: true, maxBitrate: 120_000, scaleResolutionDownBy: 4 },
+          ]
+        : undefined;
+    pc.addTransceiver(video, { direction: "sendonly", streams: [stream], sendEncodings: encodings });
+  }
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  try {
+    const result = await socket.send("media.publish", { jsep: { type: offer.type, sdp: offer.sdp } });
+    await pc.setRemoteDescription(result.jsep);
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+  trickle.open();
+  return pc;
+}
+
+/**
+ * A subscription (the view, or the console's wall): Janus offers, we answer with media.start.
+ * ``onTrack(mid, track)`` places each track; renegotiation offers (media.offer) go to ``renegotiate``.
+ */
+export class Subscription {
+  constructor(socket, target, onTrack, onFailed = null) {
+    this.socket = socket;
+    this.target = target; // "view" | "wall"
+    this.onTrack = onTrack;
+    this.onFailed = onFailed;
+    this.pc = null;
+  }
+
+  async answer(offer) {
+    await this.pc.setRemoteDescription(offer);
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    await this.socket.send("media.start", {
+      jsep: { type: answer.type, sdp: answer.sdp },
+      target: this.target,
+    });
+  }
+
+  /** Start from an offer the server gave (media.subscribe / media.wall result). */
+  async start(offer) {
+    this.close();
+    const pc = new RTCPeerConnection(PC_CONFIG);
+    this.pc = pc;
+    const trickle = new Trickle(this.socket, this.target === "wall" ? "wall" : "subscriber");
+    pc.addEventListener("icecandidate", (event) => trickle.add(event.candidate));
+    pc.addEventListener("track", (event) => this.onTrack(event.transceiver.mid, event.track));
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc === this.pc && pc.connectionState === "failed") this.onFailed?.();
+    });
+    trickle.open();
+    await this.answer(offer);
+  }
+
+  async renegotiate(offer) {
+    if (this.pc) await this.answer(offer);
+  }
+
+  close() {
+    this.pc?.close();
+    this.pc = null;
+  }
+}
+
+/** Bytes received per mid and kind (for the tests and a "signal" indicator). */
+export async function inboundBytes(pc) {
+  const out = {};
+  if (!pc) return out;
+  const stats = await pc.getStats();
+  stats.forEach((report) => {
+    if (report.type === "inbound-rtp") out[`${report.kind}:${report.mid}`] = report.bytesReceived;
+  });
+  return out;
+}
+
+/** "mm:ss" */
+export function clock(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** HH:MM of an ISO time, in Vietnam's time. */
+export function hhmm(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString("vi-VN", {
+    hour: "2-digit",
+    minute: "2-digit",
+    timeZone: "Asia/Ho_Chi_Minh",
+  });
+}

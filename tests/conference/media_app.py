@@ -1,0 +1,67 @@
+"""The real app with its media plane, for tests that need media end to end.
+
+uvicorn serves one app on two sockets: loopback for the clients (browsers need a secure context for
+getUserMedia, and 127.0.0.1 is one) and the root end of the lab link for Janus's event handler
+(Janus runs in the lab namespace and can reach only that address).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from giaoban.context import AppContext
+from giaoban.media.service import MediaService
+from tests.lab.fixtures import JanusNamespace, lab_janus_settings
+
+
+def _listen(host: str) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+@dataclass
+class Served:
+    base: str  # http://127.0.0.1:PORT
+    app: Any
+    janus_url: str
+    api_secret: str
+
+
+@contextmanager
+def serve_with_media(ctx: AppContext, ns: JanusNamespace, data_dir: Path) -> Iterator[Served]:
+    import uvicorn
+
+    from giaoban.web.app import create_app
+
+    clients = _listen("127.0.0.1")
+    janus_side = _listen(ns.host_address)
+    events_url = f"http://{ns.host_address}:{janus_side.getsockname()[1]}/internal/janus/events"
+    settings = lab_janus_settings(ns, data_dir, stats_period=1)
+    media = MediaService(settings, data_dir, event_backend_url=events_url)
+    app = create_app(ctx, media=media)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [clients, janus_side]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.05)
+        assert settings.api_secret
+        yield Served(
+            f"http://127.0.0.1:{clients.getsockname()[1]}", app, settings.local_ws_url, settings.api_secret
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        clients.close()
+        janus_side.close()

@@ -1,0 +1,381 @@
+"""A whole briefing in real browsers: the host site, three sites and the chair's console, through the
+real pages, with media on a real Janus in the lab namespace.
+
+- the chair opens the technical check and starts the meeting from the meeting page;
+- the host (dc-tw) and three sites (dc-01 Hà Nội, dc-46 Huế, dc-92 Cần Thơ) check their camera and
+  microphone and join; every view shows the host;
+- Huế asks for the floor, the chair gives it: every other site (and the console) receives Huế's
+  audio on a speaker slot (RTCPeerConnection.getStats: inbound-rtp audio bytes growing);
+- Cần Thơ switches its own microphone track on from the page (track.enabled = true, as a modified
+  browser would): it really sends audio, yet nobody receives a byte of it, and Janus keeps it muted;
+- the chair ends Huế's turn: Huế's audio stops everywhere;
+- the roll-call board counts 4 sites present.
+
+Screenshots at 1366×768 (the console, a site's room, the speaking site) go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy import select
+
+from giaoban.audit.log import Actor
+from giaoban.conference import meetings as svc
+from giaoban.context import AppContext, Tx
+from giaoban.org.models import Site, Unit, User
+from tests.conference.media_app import Served, serve_with_media
+from tests.conftest import DEMO_PASSWORD, Demo, in_ci
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.lab.fixtures import JanusNamespace
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 1366, "height": 768}
+MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+SITES = {"TW": "dc-tw", "01": "dc-01", "46": "dc-46", "92": "dc-92"}
+
+
+def _unavailable(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"briefing test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def media_browser() -> Iterator[Any]:
+    """Chromium with a fake camera and microphone (module-scoped: see tests/e2e/conftest.py)."""
+    if not CHROMIUM.exists():
+        _unavailable(f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def db_url(_sqlite_url: str) -> str:
+    return _sqlite_url
+
+
+@pytest.fixture
+def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
+    """The app with its media plane (Janus in the lab namespace), the demo loaded."""
+    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as served:
+        yield served
+
+
+def _meeting(demo: Demo) -> tuple[int, dict[str, int]]:
+    """A scheduled briefing starting in two minutes (so joining now counts as on time)."""
+    with demo.ctx.db.session() as s:
+        tx = Tx(s, demo.ctx.audit, Actor.system("test"))
+        sites = {c: s.execute(select(Site.id).where(Site.code == c)).scalar_one() for c in SITES}
+        root = s.execute(select(Unit.id).where(Unit.code == "TW")).scalar_one()
+        chair = s.execute(select(User.id).where(User.username == "chutri")).scalar_one()
+        now = datetime.now(svc.LOCAL_TZ).replace(second=0, microsecond=0, tzinfo=None)
+        meeting = svc.create_meeting(
+            tx,
+            svc.MeetingSpec(
+                title="Giao ban trực tuyến công tác tổ chức",
+                kind="briefing",
+                starts_at=now + timedelta(minutes=2),
+                ends_at=now + timedelta(hours=2),
+                owner_unit_id=root,
+                host_site_id=sites["TW"],
+                chair_user_id=chair,
+                agenda=[svc.AgendaSpec("Khai mạc"), svc.AgendaSpec("Thảo luận")],
+                invite=svc.InviteSpec(site_ids=[sites["01"], sites["46"], sites["92"]]),
+            ),
+        )
+        return meeting.id, sites
+
+
+class Tabs:
+    """Browser contexts (one per person), all watched for script errors."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.browser = browser
+        self.base = base
+        self.contexts: list[Any] = []
+        self.problems: list[str] = []
+
+    def open(self, username: str, path: str) -> Any:
+        context = self.browser.new_context(
+            base_url=self.base, viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh"
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.problems.append(f"{username}: script error: {error}"))
+        page.on(
+            "console",
+            lambda msg: (
+                self.problems.append(f"{username}: console: {msg.text}")
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        page.goto(path)
+        assert urlparse(page.url).path == "/login"
+        page.get_by_label("Tên đăng nhập").fill(username)
+        page.get_by_label("Mật khẩu").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Đăng nhập").click()
+        page.wait_for_url(lambda url: urlparse(url).path == urlparse(path).path)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+# JavaScript run in the pages: bytes received per (kind:mid) on the view, and which site each slot shows.
+VIEW_BYTES = """async (which) => {
+  const app = window.giaobanRoom || window.giaobanConsole;
+  const pc = app.view && app.view.pc;
+  const out = {};
+  if (!pc) return out;
+  (await pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp") out[r.kind + ":" + r.mid] = r.bytesReceived; });
+  return out;
+}"""
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def growth(page: Any, seconds: float = 1.5) -> dict[str, int]:
+    """Bytes received per kind:mid over ``seconds``."""
+    before = page.evaluate(VIEW_BYTES)
+    time.sleep(seconds)
+    after = page.evaluate(VIEW_BYTES)
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+def slots_of(page: Any) -> dict[str, Any] | None:
+    return page.evaluate(
+        "() => { const r = window.giaobanRoom; const c = window.giaobanConsole;"
+        " return r ? r.slots : (c ? c.slots : null); }"
+    )
+
+
+def speaker_audio_mid(page: Any, site_id: int) -> str | None:
+    slots = slots_of(page)
+    if not slots:
+        return None
+    return next((s["audio"] for s in slots["speakers"] if s["site_id"] == site_id), None)
+
+
+@pytest.mark.janus
+def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Served, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    started = time.monotonic()
+    mid, sites = _meeting(demo)
+    hue, can_tho = sites["46"], sites["92"]
+    tabs = Tabs(media_browser, served.base)
+    try:
+        # The chair opens the technical check and starts the meeting from the meeting page.
+        chair = tabs.open("chutri", "/meetings")
+        expect(chair.get_by_role("link", name="Giao ban trực tuyến công tác tổ chức")).to_be_visible()
+        shot(chair, "briefing-meetings")
+        chair.get_by_role("link", name="Giao ban trực tuyến công tác tổ chức").click()
+        shot(chair, "briefing-meeting-detail")
+        chair.get_by_role("button", name="Mở kiểm tra kỹ thuật").click()
+        expect(chair.get_by_text("Đã mở kiểm tra kỹ thuật")).to_be_visible()
+        chair.get_by_role("button", name="Bắt đầu hội nghị").click()
+        expect(chair.get_by_text("Hội nghị đã bắt đầu.")).to_be_visible()
+        chair.get_by_role("link", name="Mở phòng điều hành").click()
+        expect(chair.locator("#conn")).to_have_text("Đã kết nối")
+
+        # The host and the three sites check their devices and join.
+        rooms: dict[str, Any] = {}
+        for code, username in SITES.items():
+            page = tabs.open(username, f"/meetings/{mid}/room")
+            expect(page.locator("#conn")).to_have_text("Đã kết nối")
+            page.get_by_label("Chất lượng hình gửi đi").select_option("360")
+            join = page.get_by_role("button", name="Vào phòng họp")
+            expect(join).to_be_enabled()
+            if code == "01":
+                # (page.evaluate, not wait_for_function: the page's CSP forbids eval.)
+                wait_for(
+                    lambda p=page: p.evaluate("() => document.getElementById('preview').videoWidth > 0"),
+                    "preview",
+                )
+                wait_for(
+                    lambda p=page: p.evaluate("() => document.getElementById('level').value > 0.01"),
+                    "mic level",
+                    every=0.05,
+                )
+                shot(page, "briefing-site-setup")
+            join.click()
+            rooms[code] = page
+        for code, page in rooms.items():
+            # Every view receives the host's picture and, except at the host itself, its sound.
+            wait_for(
+                lambda p=page: (
+                    growth(p, 0.5).get(f"video:{slots_of(p)['host']['video']}", 0) > 0
+                    if slots_of(p)
+                    else False
+                ),
+                f"host video at {code}",
+            )
+        expect(chair.locator("#host-wait")).to_be_hidden()
+        if chair.locator("#sound").is_visible():  # the browser wants a click before it plays sound
+            chair.locator("#sound").click()
+        wait_for(
+            lambda: (
+                growth(chair, 0.5).get(f"audio:{slots_of(chair)['host']['audio']}", 0) > 0
+                if slots_of(chair)
+                else False
+            ),
+            "host audio at the console",
+        )
+        host_at_tw = growth(rooms["TW"])
+        assert host_at_tw.get(f"audio:{slots_of(rooms['TW'])['host']['audio']}", 0) == 0, (
+            "the host hears itself"
+        )
+
+        # Roll call at Hà Nội, and a private word with the control room.
+        hanoi = rooms["01"]
+        hanoi.get_by_label("Số đại biểu có mặt").fill("12")
+        hanoi.get_by_label("Họ tên đại biểu (mỗi dòng một người)").fill("Nguyễn Văn An\nTrần Thị Bình")
+        hanoi.get_by_role("button", name="Gửi điểm danh").click()
+        expect(hanoi.locator("#checkin-state")).to_contain_text("12 đại biểu")
+        expect(chair.locator("#delegates-total")).to_have_text("Đại biểu đã điểm danh: 12 (1 điểm cầu báo)")
+        hanoi.get_by_label("Nội dung tin nhắn").fill("Điểm cầu Hà Nội đã sẵn sàng")
+        hanoi.get_by_label("Gửi tới").select_option("control")
+        hanoi.get_by_role("button", name="Gửi", exact=True).click()
+        chat = chair.locator("#chat")
+        expect(chat).to_contain_text("Điểm cầu Hà Nội đã sẵn sàng")
+        chat.get_by_role("button", name="Trả lời riêng").click()
+        chair.get_by_label("Nội dung tin nhắn").fill("Đã nhận, cảm ơn Hà Nội")
+        chair.get_by_role("button", name="Gửi", exact=True).click()
+        expect(hanoi.locator("#chat")).to_contain_text("Đã nhận, cảm ơn Hà Nội")
+        expect(rooms["46"].locator("#chat")).not_to_contain_text("Hà Nội")  # private, both ways
+
+        # Huế asks for the floor; the chair gives it from the queue.
+        rooms["46"].get_by_role("button", name="Xin phát biểu").click()
+        expect(rooms["46"].locator("#floor-state")).to_have_text("Đã đăng ký phát biểu — thứ tự 1")
+        queue = chair.locator("#queue")
+        expect(queue).to_contain_text("Điểm cầu Tỉnh ủy Thừa Thiên Huế")
+        queue.get_by_role("button", name="Mời phát biểu").click()
+        expect(chair.locator("#holders")).to_contain_text("Điểm cầu Tỉnh ủy Thừa Thiên Huế")
+        expect(rooms["46"].locator("#floor-state")).to_contain_text("Điểm cầu của bạn đang phát biểu")
+
+        listeners = {"TW": rooms["TW"], "01": rooms["01"], "92": rooms["92"], "console": chair}
+        for name, page in listeners.items():
+            audio_mid = wait_for(lambda p=page: speaker_audio_mid(p, hue), f"Huế's slot at {name}")
+            wait_for(
+                lambda p=page, m=audio_mid: growth(p, 0.7).get(f"audio:{m}", 0) > 500,
+                f"Huế's audio at {name}",
+            )
+        # Huế does not hear itself.
+        own = speaker_audio_mid(rooms["46"], hue)
+        assert own is not None and growth(rooms["46"]).get(f"audio:{own}", 0) == 0
+
+        # Cần Thơ switches its own microphone on from the page: it sends, nobody receives it.
+        sent = rooms["92"].evaluate(
+            """async () => {
+              const sender = window.giaobanRoom.pub.getSenders().find((s) => s.track && s.track.kind === "audio");
+              sender.track.enabled = true;
+              const bytes = async () => { let n = 0; (await window.giaobanRoom.pub.getStats()).forEach(
+                (r) => { if (r.type === "outbound-rtp" && r.kind === "audio") n += r.bytesSent; }); return n; };
+              const before = await bytes();
+              await new Promise((done) => setTimeout(done, 1500));
+              return [(await bytes()) - before, sender.track.enabled];
+            }"""
+        )
+        assert sent[0] > 1000 and sent[1] is True, sent
+        room_state = served.app.state.hub.rooms[mid]
+        assert room_state.stage.publishers[can_tho].muted is True  # moderated on Janus
+        for name, page in {**listeners, "46": rooms["46"]}.items():
+            slots = slots_of(page)
+            assert slots is not None
+            assert all(s["site_id"] != can_tho for s in [slots["host"], *slots["speakers"]]), name
+            moved = growth(page, 1.0)
+            for slot in slots["speakers"]:
+                if slot["site_id"] is None:
+                    assert moved.get(f"audio:{slot['audio']}", 0) == 0, (name, slot)
+        shot(rooms["01"], "briefing-site-room")
+        shot(rooms["46"], "briefing-site-speaking")
+        shot(chair, "briefing-console")
+
+        # The chair ends Huế's turn: its audio stops everywhere.
+        mids = {name: speaker_audio_mid(page, hue) for name, page in listeners.items()}
+        chair.locator("#holders").get_by_role("button", name="Kết thúc phát biểu").click()
+        expect(chair.locator("#holders")).to_contain_text("Chưa có điểm cầu nào đang phát biểu.")
+        for name, page in listeners.items():
+            wait_for(lambda p=page: speaker_audio_mid(p, hue) is None, f"Huế's slot emptied at {name}")
+            wait_for(
+                lambda p=page, m=mids[name]: growth(p, 0.7).get(f"audio:{m}", 0) == 0, f"Huế silent at {name}"
+            )
+        expect(rooms["46"].get_by_role("button", name="Xin phát biểu")).to_be_visible()
+
+        # Roll call: the four sites are present.
+        expect(chair.locator("#n-present")).to_have_text("4")
+        expect(chair.locator("#n-absent")).to_have_text("0")
+        shot(chair, "briefing-console-after")
+        assert not tabs.problems, tabs.problems
+        # ~45 s on an idle 2-core machine; the suite's 300 s timeout bounds it on a loaded one.
+        print(f"briefing test body: {time.monotonic() - started:.1f} s")
+    finally:
+        tabs.close()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), (
+        f"{name}: wider than the screen"
+    )
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_central_operator_schedules_a_briefing(media_browser: Any, live_server: str) -> None:
+    """The schedule form in a browser: times in Vietnam's time, invitations by unit kind and by list."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+    tabs = Tabs(media_browser, live_server)
+    try:
+        page = tabs.open("dieuhanh", "/meetings")
+        page.get_by_role("link", name="Lên lịch hội nghị").click()
+        page.get_by_label("Tên hội nghị").fill("Hội nghị chuyên đề công tác cán bộ")
+        page.get_by_label("Loại hội nghị").select_option("thematic")
+        page.get_by_label("Ngày họp").fill("2030-03-12")
+        page.get_by_label("Giờ bắt đầu").fill("14:00")
+        page.get_by_label("Giờ kết thúc").fill("16:30")
+        page.get_by_label("Chủ trì").select_option(label="Đồng chí Chủ trì")
+        page.get_by_label("Chương trình").fill("Khai mạc | Đồng chí Chủ trì | 10\nThảo luận | | 60")
+        page.get_by_label("Đảng bộ trực thuộc Trung ương").check()
+        page.get_by_label("01 Điểm cầu Thành ủy Hà Nội").check()
+        shot(page, "schedule-form")
+        page.get_by_role("button", name="Lên lịch hội nghị").click()
+        expect(page.get_by_text("Đã lên lịch hội nghị.")).to_be_visible()
+        expect(page.get_by_role("heading", name="Hội nghị chuyên đề công tác cán bộ")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("14:00–16:30 12/03/2030")
+        expect(page.locator(".site-columns")).to_contain_text("Điểm cầu Thành ủy Hà Nội")
+        expect(page.get_by_role("button", name="Mở kiểm tra kỹ thuật")).to_be_visible()
+        shot(page, "schedule-detail")
+        assert not tabs.problems, tabs.problems
+    finally:
+        tabs.close()
