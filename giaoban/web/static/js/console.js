@@ -2,7 +2,7 @@
 // board, the paged wall of all sites (low simulcast layer) and chat with private replies.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, Subscription, clock, hhmm } from "./live.js";
+import { LiveError, LiveSocket, Subscription, autoplay, clock, hhmm } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -19,6 +19,7 @@ const wallList = $("wall");
 const chatList = $("chat");
 const chatTo = $("chat-to");
 const soundButton = $("sound");
+const play = autoplay(() => [hostVideo, ...speakersBox.querySelectorAll("video")], soundButton);
 const noSpeaker = $("no-speaker");
 
 let view = null;
@@ -139,25 +140,6 @@ async function subscribeView() {
   }
 }
 
-/** Play the host and speakers; when the browser refuses sound before a click, play muted and
- * offer the "turn the sound on" button. */
-function play() {
-  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
-    if (!video.srcObject || !video.paused) continue;
-    video.play().catch(() => {
-      video.muted = true;
-      soundButton.hidden = false;
-      video.play().catch(() => {});
-    });
-  }
-}
-soundButton.addEventListener("click", () => {
-  soundButton.hidden = true;
-  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
-    video.muted = false;
-    video.play().catch(() => {});
-  }
-});
 
 function showSlots(message) {
   if (!slots) return;

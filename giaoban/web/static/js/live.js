@@ -357,3 +357,26 @@ export function hhmm(iso) {
     timeZone: "Asia/Ho_Chi_Minh",
   });
 }
+
+/** Autoplay for the host and speaker pictures: when the browser refuses sound before a click (a
+ * reloaded page), play muted and show ``soundButton``, which turns the sound on. Returns the
+ * function to call whenever a picture gets a stream. */
+export function autoplay(videos, soundButton) {
+  soundButton.addEventListener("click", () => {
+    soundButton.hidden = true;
+    for (const video of videos()) {
+      video.muted = false;
+      video.play().catch(() => {});
+    }
+  });
+  return () => {
+    for (const video of videos()) {
+      if (!video.srcObject || !video.paused) continue;
+      video.play().catch(() => {
+        video.muted = true;
+        soundButton.hidden = false;
+        video.play().catch(() => {});
+      });
+    }
+  };
+}

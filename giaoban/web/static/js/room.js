@@ -2,7 +2,7 @@
 // host large and the current speaker beside it, "xin phát biểu", check-in and chat.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, Subscription, clock, hhmm, publish } from "./live.js";
+import { LiveError, LiveSocket, Subscription, autoplay, clock, hhmm, publish } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -28,6 +28,7 @@ const orderButton = $("request-order");
 const cancelButton = $("cancel");
 const micState = $("mic-state");
 const soundButton = $("sound");
+const playAll = autoplay(() => [hostVideo, ...speakersBox.querySelectorAll("video")], soundButton);
 
 let local = null; // MediaStream from the camera and microphone
 let joined = false; // the technician pressed "Vào phòng họp"
@@ -270,25 +271,6 @@ function placeTrack(mid, track) {
   playAll();
 }
 
-/** Play the host and speakers; when the browser refuses sound before a click (a reloaded page),
- * play muted and offer the "turn the sound on" button. */
-function playAll() {
-  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
-    if (!video.srcObject || !video.paused) continue;
-    video.play().catch(() => {
-      video.muted = true;
-      soundButton.hidden = false;
-      video.play().catch(() => {});
-    });
-  }
-}
-soundButton.addEventListener("click", () => {
-  soundButton.hidden = true;
-  for (const video of [hostVideo, ...speakersBox.querySelectorAll("video")]) {
-    video.muted = false;
-    video.play().catch(() => {});
-  }
-});
 
 function buildSpeakerScreens() {
   speakersBox.replaceChildren(
