@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -36,7 +35,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
+from giaoban.conference.client import LiveClient as Tab  # noqa: E402
 from giaoban.media.bots import ClipSet, PublisherBot, SilentTrack, host_candidates_only, wait_connected  # noqa: E402
 from giaoban.media.netlab import NetLab, missing_requirements  # noqa: E402
 from giaoban.media.rtpfast import PacketPump, RtpCounter, parse_sections  # noqa: E402
@@ -156,81 +155,6 @@ def _serve(
 
 
 # -- the bots ---
-# (Tab: as tests/conference/test_media_janus.py's, trimmed to what this benchmark uses.)
-
-
-class Tab:
-    """One WebSocket tab speaking protocol v1; keeps the sites, the floor and the pushes it receives."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.next_id = 2
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.sites: dict[str, Any] = {}
-        self.pushes: list[dict[str, Any]] = []
-        self.reader: asyncio.Task[None] | None = None
-        self.on_offer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
-        self.tasks: set[asyncio.Future[None]] = set()
-
-    @classmethod
-    async def open(cls, base: str, username: str, meeting_id: int, **hello: Any) -> Tab:
-        import httpx
-        import websockets
-
-        async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
-            r = await http.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-            token = r.json()["token"]
-        url = base.replace("http://", "ws://") + f"/ws/meetings/{meeting_id}"
-        ws = await websockets.connect(
-            url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
-        )
-        tab = cls(ws)
-        await ws.send(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
-        welcome = json.loads(await ws.recv())
-        if welcome["type"] != "welcome":
-            raise RuntimeError(f"{username}: {welcome}")
-        tab.sites = welcome["snapshot"]["sites"]
-        tab.reader = asyncio.create_task(tab._read())
-        return tab
-
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                msg = json.loads(raw)
-                if msg["type"] in ("ack", "error") and msg.get("id") in self.pending:
-                    self.pending.pop(msg["id"]).set_result(msg)
-                elif msg["type"] == "delta":
-                    for change in msg["changes"]:
-                        if change["path"].startswith("sites."):
-                            self.sites[change["path"][6:]] = change["value"]
-                else:
-                    if msg["type"] == "media.slots":
-                        self.pushes.append(msg)
-                    if msg["type"] == "media.offer" and self.on_offer is not None:
-                        self.tasks.add(asyncio.ensure_future(self.on_offer(msg)))
-
-    async def call(self, type: str, **payload: Any) -> dict[str, Any]:
-        """Send; return the whole ack or error."""
-        msg_id = self.next_id
-        self.next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[msg_id] = future
-        await self.ws.send(json.dumps({"type": type, "id": msg_id, **payload}))
-        return await asyncio.wait_for(future, 30)
-
-    async def ok(self, type: str, **payload: Any) -> Any:
-        reply = await self.call(type, **payload)
-        if reply["type"] != "ack":
-            raise RuntimeError(f"{type}: {reply}")
-        return reply.get("result")
-
-    def slots(self) -> dict[str, Any] | None:
-        return self.pushes[-1] if self.pushes else None
-
-    async def close(self) -> None:
-        await self.ws.close()
-        if self.reader:
-            await self.reader
 
 
 @dataclass
@@ -346,10 +270,12 @@ async def scenario(info: dict[str, Any], args: argparse.Namespace, ns: JanusName
     chair: Any = None
     opened: list[Bot] = []
     try:
-        chair = await Tab.open(base, "chutri", meeting, **{"as": "console"})
+        chair = await Tab.open(base, "chutri", meeting, password=PASSWORD, timeout=30, **{"as": "console"})
         if args.max_holders:
             await chair.ok("floor.config", max_holders=args.max_holders)
-        host.tab = await Tab.open(base, host.name, meeting, **{"as": "site", "site_id": host.site_id})
+        host.tab = await Tab.open(
+            base, host.name, meeting, password=PASSWORD, timeout=30, **{"as": "site", "site_id": host.site_id}
+        )
         opened.append(host)
         await publish(host, clips, pump, address)
         await until(lambda: chair.sites[str(host.site_id)]["publishing"], "the host publishing", 30)
@@ -357,7 +283,14 @@ async def scenario(info: dict[str, Any], args: argparse.Namespace, ns: JanusName
 
         async def join(bot: Bot) -> None:
             async with gate:
-                bot.tab = await Tab.open(base, bot.name, meeting, **{"as": "site", "site_id": bot.site_id})
+                bot.tab = await Tab.open(
+                    base,
+                    bot.name,
+                    meeting,
+                    password=PASSWORD,
+                    timeout=30,
+                    **{"as": "site", "site_id": bot.site_id},
+                )
                 opened.append(bot)
                 await publish(bot, clips, pump, address)
                 await subscribe(bot, address)

@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from giaoban.audit.log import Actor
 from giaoban.conference import meetings as svc
+from giaoban.conference.client import LiveClient as Tab
 from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.context import AppContext, Tx
 from giaoban.org.models import Site, Unit, User
@@ -94,81 +93,6 @@ class SmallVideo(VideoStreamTrack):
         return frame
 
 
-class Tab:
-    """One WebSocket tab speaking protocol v1; keeps the state and the pushes it receives."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.next_id = 2
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.sites: dict[str, Any] = {}
-        self.floor: dict[str, Any] = {}
-        self.pushes: list[dict[str, Any]] = []
-        self.reader: asyncio.Task[None] | None = None
-        self.on_offer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
-        self.tasks: set[asyncio.Future[None]] = set()
-
-    @classmethod
-    async def open(cls, base: str, username: str, meeting_id: int, **hello: Any) -> Tab:
-        import websockets
-
-        async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
-            r = await http.post("/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD})
-            token = r.json()["token"]
-        url = base.replace("http://", "ws://") + f"/ws/meetings/{meeting_id}"
-        ws = await websockets.connect(
-            url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
-        )
-        tab = cls(ws)
-        await ws.send(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
-        welcome = json.loads(await ws.recv())
-        assert welcome["type"] == "welcome", welcome
-        tab.sites = welcome["snapshot"]["sites"]
-        tab.floor = welcome["snapshot"]["floor"]
-        tab.reader = asyncio.create_task(tab._read())
-        return tab
-
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                msg = json.loads(raw)
-                if msg["type"] in ("ack", "error") and msg.get("id") in self.pending:
-                    self.pending.pop(msg["id"]).set_result(msg)
-                elif msg["type"] == "delta":
-                    for change in msg["changes"]:
-                        if change["path"].startswith("sites."):
-                            self.sites[change["path"][6:]] = change["value"]
-                        elif change["path"] == "floor":
-                            self.floor = change["value"]
-                else:
-                    self.pushes.append(msg)
-                    if msg["type"] == "media.offer" and self.on_offer is not None:
-                        self.tasks.add(asyncio.ensure_future(self.on_offer(msg)))
-
-    async def call(self, type: str, **payload: Any) -> dict[str, Any]:
-        """Send; return the whole ack or error."""
-        msg_id = self.next_id
-        self.next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[msg_id] = future
-        await self.ws.send(json.dumps({"type": type, "id": msg_id, **payload}))
-        return await asyncio.wait_for(future, 15)
-
-    async def ok(self, type: str, **payload: Any) -> Any:
-        reply = await self.call(type, **payload)
-        assert reply["type"] == "ack", reply
-        return reply.get("result")
-
-    def slots(self) -> dict[str, Any] | None:
-        pushed = [m for m in self.pushes if m["type"] == "media.slots"]
-        return pushed[-1] if pushed else None
-
-    async def close(self) -> None:
-        await self.ws.close()
-        if self.reader:
-            await self.reader
-
-
 async def until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,10 +161,10 @@ async def scenario(served: Served, mid: int, tw: int, hn: int, hue: int, ct: int
 
     base = served.base
     pcs: list[RTCPeerConnection] = []
-    chair = await Tab.open(base, "chutri", mid, **{"as": "console"})
-    host = await Tab.open(base, "dc-tw", mid, **{"as": "site", "site_id": tw})
-    hanoi = await Tab.open(base, "dc-01", mid, **{"as": "site", "site_id": hn})
-    hue_tab = await Tab.open(base, "dc-46", mid, **{"as": "site", "site_id": hue})
+    chair = await Tab.open(base, "chutri", mid, password=DEMO_PASSWORD, **{"as": "console"})
+    host = await Tab.open(base, "dc-tw", mid, password=DEMO_PASSWORD, **{"as": "site", "site_id": tw})
+    hanoi = await Tab.open(base, "dc-01", mid, password=DEMO_PASSWORD, **{"as": "site", "site_id": hn})
+    hue_tab = await Tab.open(base, "dc-46", mid, password=DEMO_PASSWORD, **{"as": "site", "site_id": hue})
     client = JanusClient(served.janus_url, api_secret=served.api_secret)
     await client.connect()
     try:
