@@ -98,8 +98,17 @@ def _serve(
     work: Path,
     live: bool = False,
     extra_plugins: tuple[str, ...] = (),
+    log_file: str | None = None,
 ) -> None:
     """Child process: database + demo + open briefing, then the app with Janus until told to stop."""
+    if log_file:  # the app's own log (giaoban.*, DEBUG) for diagnosing a run
+        import logging
+
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        app_log = logging.getLogger("giaoban")
+        app_log.setLevel(logging.DEBUG)
+        app_log.addHandler(handler)
     from argon2 import PasswordHasher
 
     from giaoban.audit.log import AuditLog
@@ -269,6 +278,15 @@ async def scenario(info: dict[str, Any], args: argparse.Namespace, ns: JanusName
     res.sites = len(bots)
     chair: Any = None
     opened: list[Bot] = []
+
+    async def keep_alive() -> None:
+        # The server closes a tab that says nothing for a minute (giaoban/web/ws.py), as browsers ping.
+        while True:
+            await asyncio.sleep(20)
+            tabs = [chair, *(b.tab for b in opened)]
+            await asyncio.gather(*(t.call("ping") for t in tabs if t is not None), return_exceptions=True)
+
+    pinger = asyncio.ensure_future(keep_alive())
     try:
         chair = await Tab.open(base, "chutri", meeting, password=PASSWORD, timeout=30, **{"as": "console"})
         if args.max_holders:
@@ -280,20 +298,31 @@ async def scenario(info: dict[str, Any], args: argparse.Namespace, ns: JanusName
         await publish(host, clips, pump, address)
         await until(lambda: chair.sites[str(host.site_id)]["publishing"], "the host publishing", 30)
         gate = asyncio.Semaphore(args.parallel)
+        joined: list[Bot] = []
 
         async def join(bot: Bot) -> None:
             async with gate:
-                bot.tab = await Tab.open(
-                    base,
-                    bot.name,
-                    meeting,
-                    password=PASSWORD,
-                    timeout=30,
-                    **{"as": "site", "site_id": bot.site_id},
-                )
+                for attempt in range(3):  # a busy shared machine: the login may time out (5 s)
+                    try:
+                        bot.tab = await Tab.open(
+                            base,
+                            bot.name,
+                            meeting,
+                            password=PASSWORD,
+                            timeout=30,
+                            **{"as": "site", "site_id": bot.site_id},
+                        )
+                        break
+                    except Exception as exc:  # httpx.ConnectTimeout and the like
+                        if attempt == 2 or "Timeout" not in type(exc).__name__:
+                            raise
+                        print(f"  {bot.name}: {exc!r}, again", flush=True)
                 opened.append(bot)
                 await publish(bot, clips, pump, address)
                 await subscribe(bot, address)
+                joined.append(bot)
+                if len(joined) % 10 == 0:
+                    print(f"  {len(joined)} sites joined ({time.monotonic() - t_setup:.0f} s)", flush=True)
 
         await asyncio.gather(*(join(b) for b in bots))
         await until(
@@ -350,11 +379,19 @@ async def scenario(info: dict[str, Any], args: argparse.Namespace, ns: JanusName
                 ),
                 flush=True,
             )
+            if missed:
+                print(
+                    f"    holder {holder.name} (site {holder.site_id}) publishing: "
+                    f"{chair.sites[str(holder.site_id)].get('publishing')}, floor {chair.floor.get('holders')}; "
+                    f"missed: {', '.join(b.name for b in listeners if b.first_after is None)[:300]}",
+                    flush=True,
+                )
             if n % 10 == 9:
                 res.loads.append(loadavg())
             await chair.ok("floor.revoke", site_id=holder.site_id)
         res.loads.append(loadavg())
     finally:
+        pinger.cancel()
         await pump.close()
         for b in opened:
             for pc in (b.view, b.pub_pc):
@@ -398,6 +435,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=6, help="bots joining at once during setup")
     parser.add_argument("--max-holders", type=int, default=0, help="floor.config before the run (0: keep)")
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the whole run")
+    parser.add_argument("--log", default=None, help="write the app's log (giaoban.*, DEBUG) to this file")
     args = parser.parse_args()
     reason = missing_requirements() or (None if shutil.which("janus") else "janus is not installed")
     if reason:
@@ -415,7 +453,7 @@ def main() -> int:
         name = lab.netns("janus")
         ns = JanusNamespace(name=name, link=lab.link(None, name))
         child = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(child_end, ns, work), daemon=True
+            target=_serve, args=(child_end, ns, work), kwargs={"log_file": args.log}, daemon=True
         )
         child.start()
         if not parent_end.poll(120):

@@ -80,7 +80,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             settings.data_dir,
             event_backend_url=f"http://{event_host}:{args.port or settings.port}/internal/janus/events",
         )
-    app = create_app(settings=settings, media=media)
+    turn = None
+    if not args.no_media:
+        from giaoban.media.config import JanusSettings
+        from giaoban.media.turn import TurnService, janus_media_addresses
+
+        janus = JanusSettings()
+        turn = TurnService.from_env(
+            settings.data_dir,
+            default_peers=janus_media_addresses(janus.nat_1_1_mapping, janus.ice_enforce_list),
+        )
+    from giaoban.web.tls import TlsError, resolve_tls
+
+    try:
+        tls = resolve_tls(settings.data_dir, settings.tls_cert, settings.tls_key, settings.tls_self_signed)
+    except TlsError as exc:
+        raise DomainError(str(exc)) from exc
+    app = create_app(settings=settings, media=media, turn=turn)
     if args.demo:
         from giaoban.demo import is_empty, load_demo
 
@@ -93,8 +109,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"Tài khoản demo: xem {creds}")
     host = args.host or settings.host
     port = args.port or settings.port
-    print(f"Giao Ban: http://{host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    print(f"Giao Ban: {'https' if tls else 'http'}://{host}:{port}/")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
+    )
+    return 0
+
+
+def cmd_tls_selfsigned(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from giaoban.web.tls import ensure_self_signed, fingerprint, load_cert, subject_names
+
+    settings = get_settings()
+    try:
+        ips = [ipaddress.ip_address(x) for x in args.ip or []]
+    except ValueError as exc:
+        raise DomainError(f"Địa chỉ IP không hợp lệ: {exc}") from exc
+    files = ensure_self_signed(settings.data_dir, extra_names=args.name, extra_ips=ips, force=args.force)
+    cert = load_cert(files.cert)
+    names, addrs = subject_names(cert)
+    print(f"Chứng chỉ: {files.cert}\nKhóa riêng: {files.key}")
+    print(f"Tên: {', '.join(names)}\nĐịa chỉ: {', '.join(str(a) for a in addrs)}")
+    print(f"Hết hạn: {cert.not_valid_after_utc:%Y-%m-%d}\nSHA-256: {fingerprint(cert)}")
+    print("Dùng: GIAOBAN_TLS_SELF_SIGNED=1 giaoban serve (hoặc GIAOBAN_TLS_CERT/GIAOBAN_TLS_KEY).")
     return 0
 
 
@@ -279,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     lt_media = loadtest.add_parser("media", help="host + N synthetic sites in one Janus room")
     media_loadtest.configure_parser(lt_media)
     lt_media.set_defaults(func=media_loadtest.run_cli)
+    from giaoban.conference import loadbrief
+
+    lt_brief = loadtest.add_parser("briefing", help="host + N sites in a live briefing, through the app")
+    loadbrief.configure_parser(lt_brief)
+    lt_brief.set_defaults(func=loadbrief.run_cli)
+
+    tls = sub.add_parser("tls", help="https certificates").add_subparsers(dest="tls_command", required=True)
+    selfsigned = tls.add_parser("selfsigned", help="make a self-signed certificate for this machine's LAN")
+    selfsigned.add_argument("--name", action="append", help="one more host name (repeatable)")
+    selfsigned.add_argument("--ip", action="append", help="one more IP address (repeatable)")
+    selfsigned.add_argument("--force", action="store_true", help="remake it even if still valid")
+    selfsigned.set_defaults(func=cmd_tls_selfsigned)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 if anything was altered")

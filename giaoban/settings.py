@@ -34,10 +34,17 @@ class Settings(BaseSettings):
         default_factory=list, description="Unit kinds beyond the built-in ones."
     )
     demo_password: str | None = None
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token for /metrics from beyond loopback (docs/operations.md)."
+    )
     janus_events_host: str | None = Field(
         default=None,
         description="Address Janus uses to reach our event endpoint (default: the host we listen on).",
     )
+    # HTTPS (giaoban.web.tls, docs/deploy.md): a certificate + key, or a generated self-signed one.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = Field(default=False, description="Serve https with a generated LAN certificate.")
 
     @property
     def resolved_database_url(self) -> str:

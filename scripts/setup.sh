@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 venv=${VENV:-.venv}
 
-run_pkgs=(python3 python3-venv python3-dev build-essential janus janus-tools ffmpeg iproute2 ca-certificates)
+run_pkgs=(python3 python3-venv python3-dev build-essential janus janus-tools coturn ffmpeg iproute2 ca-certificates)
 test_pkgs=(chromium fonts-dejavu-core postgresql iproute2 procps)
 
 want=("${run_pkgs[@]}")
@@ -33,6 +33,14 @@ fi
 # A Debian package may start its own service; we supervise Janus ourselves.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet janus 2>/dev/null; then
   systemctl disable --now janus >/dev/null 2>&1 || true
+fi
+# Same for coturn (`giaoban serve` runs its own with GIAOBAN_TURN_MODE=local): neither enabled at boot
+# nor running. `systemctl disable` works even where systemd is not PID 1 (containers).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet coturn 2>/dev/null; then
+  systemctl disable coturn >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
+  systemctl stop coturn >/dev/null 2>&1 || true
 fi
 
 python=${PYTHON:-python3}

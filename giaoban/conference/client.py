@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ class LiveClient:
         self.reader: asyncio.Task[None] | None = None
         self.on_offer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.tasks: set[asyncio.Future[None]] = set()
+        self.hello_at = 0.0  # monotonic time the hello was sent (join timing of load tests)
 
     @classmethod
     async def open(
@@ -42,6 +44,7 @@ class LiveClient:
             url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None
         )
         client = cls(ws, timeout=timeout)
+        client.hello_at = time.monotonic()
         await ws.send(json.dumps({"type": "hello", "id": 1, "protocol": 1, **hello}))
         welcome = json.loads(await ws.recv())
         if welcome["type"] != "welcome":

@@ -43,7 +43,7 @@ class Connection(Protocol):
 class StageEvent:
     """Something Janus told the media side (from its reader: handled later, under the room lock)."""
 
-    kind: str  # publisher_up | publisher_down | offer
+    kind: str  # publisher_up | publisher_down | offer | reset (target: "room" | "session")
     site_id: int | None = None
     handle_id: int | None = None
     peer: str | None = None
@@ -71,6 +71,10 @@ class Stage(Protocol):
     ) -> None: ...
     async def enforce(self, audible: frozenset[int], holders: list[int]) -> None: ...
     async def peer_gone(self, peer_key: str, site_id: int | None, last_tab: bool) -> bool: ...
+    async def reset(self, reason: str, lost_session: int | None = None) -> bool: ...
+    async def restart(
+        self, peer_key: str, site_id: int | None, target: str, jsep: dict[str, Any] | None
+    ) -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
 
@@ -120,6 +124,8 @@ class Hub:
         self.clock = clock
         self.rooms: dict[int, Room] = {}
         self._loading = asyncio.Lock()
+        # ICE servers for a tab's welcome: (site_id or None, user_id) -> fields (giaoban.media.turn).
+        self.ice_config: Callable[[int | None, int], dict[str, Any]] | None = None
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -246,6 +252,18 @@ class Hub:
 
     # -- applying records ------------------------------------------------------------------
 
+    async def record(self, meeting_id: int, record: Record) -> Applied | None:
+        """Apply a record that comes from outside the tabs (the quality monitor's alerts, an
+        acknowledgement from the control room) to a loaded, open room; None when there is none.
+        Raises LiveError (nothing changed) when the state refuses it."""
+        room = self.rooms.get(meeting_id)
+        if room is None or room.closed:
+            return None
+        async with room.lock:
+            if room.closed:
+                return None
+            return await self._apply(room, record)
+
     def _persist(self, meeting_id: int, seq: int, record: Record) -> None:
         with self.ctx.db.session() as session:
             session.add(
@@ -261,21 +279,30 @@ class Hub:
             )
 
     async def _apply(self, room: Room, record: Record) -> Applied:
-        """Apply, persist, push, enforce. Caller need not hold the lock; raises LiveError if refused."""
+        """Apply, persist, push, enforce. Caller need not hold the lock; raises LiveError if refused.
+
+        A floor change goes to the media plane at once, alongside persisting and pushing the delta
+        (both wait on other things: the database, the tabs' sockets). The enforcement is awaited
+        before returning, so the floor's muting is in force on Janus before the command is acked."""
         applied = room.live.apply(record)
-        if applied.delta is None and applied.private is None:
+        if applied.delta is None and applied.private is None and not applied.persist:
             return applied
         room.seq += 1
-        await anyio.to_thread.run_sync(self._persist, room.meeting_id, room.seq, record)
-        if applied.delta is not None:
-            await self._broadcast(room, applied.delta)
-        if applied.private is not None:
-            await self._send_private(room, applied.private)
+        enforcing: asyncio.Future[None] | None = None
         if applied.floor_changed:
             self._schedule_expiry(room)
             if room.stage is not None:
                 floor = room.live.floor
-                await room.stage.enforce(floor.audible(), floor.holder_ids())
+                enforcing = asyncio.ensure_future(room.stage.enforce(floor.audible(), floor.holder_ids()))
+        try:
+            await anyio.to_thread.run_sync(self._persist, room.meeting_id, room.seq, record)
+            if applied.delta is not None:
+                await self._broadcast(room, applied.delta)
+            if applied.private is not None:
+                await self._send_private(room, applied.private)
+        finally:
+            if enforcing is not None:
+                await enforcing
         return applied
 
     async def _broadcast(self, room: Room, text: str) -> None:
@@ -298,6 +325,9 @@ class Hub:
         async with room.lock:
             if room.stage is not stage:
                 return  # the meeting's media room has closed since
+            if event.kind == "reset":
+                await self._media_lost(room, stage, event)
+                return
             try:
                 if event.kind in ("publisher_up", "publisher_down") and event.site_id is not None:
                     up = event.kind == "publisher_up"
@@ -315,6 +345,21 @@ class Hub:
                     await self._send_to(room, event.peer, p.dumps(message))
             except Exception:
                 log.exception("media event %s in meeting %s", event.kind, room.meeting_id)
+
+    async def _media_lost(self, room: Room, stage: Stage, event: StageEvent) -> None:
+        """Janus lost the meeting's media (it restarted, or our session with it is gone): recreate
+        the room on the stage, mark every site as not publishing, and tell every tab to publish and
+        subscribe again (``media.reset``). Caller holds the room lock."""
+        try:
+            if not await stage.reset(event.target or "room", event.handle_id):
+                return
+        except Exception:
+            log.exception("recovering the media of meeting %s", room.meeting_id)
+            return
+        for site in list(room.live.sites.values()):
+            if site.publishing:
+                await self._publishing(room, site.site_id, False)
+        await self._broadcast(room, p.dumps({"type": "media.reset"}))
 
     async def _publishing(self, room: Room, site_id: int, publishing: bool) -> None:
         site = room.live.sites.get(site_id)
@@ -391,6 +436,8 @@ class Hub:
                 },
                 "server_time": self.clock(),
             }
+            if self.ice_config is not None:
+                welcome.update(self.ice_config(peer.site_id, peer.principal.user_id))
             deltas = room.live.deltas_since(hello.resume_from) if hello.resume_from is not None else None
             if deltas is not None:
                 welcome["version"] = room.live.version
@@ -545,6 +592,15 @@ class Hub:
                 return await self._stage(room).wall(peer.key, msg.page, renew=msg.renew)
             case p.MediaStart():
                 await self._stage(room).start(peer.key, msg.jsep.model_dump(), msg.target)
+            case p.MediaRestart():
+                if msg.target == "wall":
+                    self._need(
+                        peer.role == "console", message="Chỉ phòng điều hành xem tường hình các điểm cầu."
+                    )
+                if msg.target == "publisher":
+                    self._need(as_site, message="Chỉ điểm cầu được phát hình và tiếng.")
+                jsep = msg.jsep.model_dump() if msg.jsep is not None else None
+                return await self._stage(room).restart(peer.key, peer.site_id, msg.target, jsep)
             case p.MediaTrickle():
                 candidate = None if msg.candidate is None else msg.candidate.model_dump(exclude_none=True)
                 await self._stage(room).trickle(peer.key, peer.site_id, msg.target, candidate)

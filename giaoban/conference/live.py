@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from giaoban.conference.alerts import AlertBook, AlertError
 from giaoban.conference.floor import FloorError, FloorState, RequestKind
 from giaoban.conference.protocol import dumps
 
@@ -62,6 +63,15 @@ class SiteLive:
     delegates: int | None = None
     names: list[str] = field(default_factory=list)
     checked_in_at: float | None = None
+    # The latest tech check ("kiểm tra kỹ thuật", giaoban.conference.techcheck) and the last request.
+    techcheck: dict[str, Any] | None = None
+    techcheck_requested_at: float | None = None
+
+    def techcheck_json(self) -> dict[str, Any]:
+        """``status``: ready | failed | not_checked, the measurements, and when it was last asked for."""
+        out: dict[str, Any] = dict(self.techcheck) if self.techcheck else {"status": "not_checked"}
+        out["requested_at"] = iso(self.techcheck_requested_at)
+        return out
 
     def attendance(self) -> str:
         """present | late | left | absent, as the roll-call board shows it."""
@@ -84,6 +94,7 @@ class SiteLive:
             "checkin": None
             if self.checked_in_at is None
             else {"delegates": self.delegates, "names": self.names, "at": iso(self.checked_in_at)},
+            "techcheck": self.techcheck_json(),
         }
 
 
@@ -119,6 +130,7 @@ class Applied:
     delta: str | None = None
     private: ChatMessage | None = None
     floor_changed: bool = False
+    persist: bool = False  # kept in the meeting log though no tab is told (control-room alerts)
 
 
 class LiveMeeting:
@@ -147,6 +159,7 @@ class LiveMeeting:
         self.floor = FloorState(host_site_id=host_site_id, drop_grace=drop_grace)
         self.chat: list[ChatMessage] = []
         self.private_chat: list[ChatMessage] = []
+        self.alerts = AlertBook()  # the control room's alerts (giaoban.conference.alerts)
         self.version = 0
         self._deltas: deque[tuple[int, str]] = deque(maxlen=DELTAS_KEPT)
 
@@ -340,3 +353,37 @@ class LiveMeeting:
             self._site(to)
         self.private_chat.append(msg)
         return Applied(private=msg)
+
+    def _on_alert(self, r: Record) -> Applied:
+        site = self._site(r.site_id)
+        try:
+            self.alerts.apply(site.site_id, r.at, r.data)
+        except AlertError as exc:
+            raise LiveError(exc.code, exc.message) from exc
+        return Applied(persist=True)
+
+    def _on_alert_ack(self, r: Record) -> Applied:
+        try:
+            return Applied(persist=self.alerts.ack(r.data.get("id"), r.at, r.user))
+        except AlertError as exc:
+            raise LiveError(exc.code, exc.message) from exc
+
+    def _on_techcheck(self, r: Record) -> Applied:
+        """A site's tech check result (validated by giaoban.conference.techcheck before it is a record)."""
+        site = self._site(r.site_id)
+        status = r.data.get("status")
+        if status not in ("ready", "failed"):
+            raise LiveError("invalid", "Kết quả kiểm tra kỹ thuật không hợp lệ.")
+        fields = ("reason", "camera", "mic_level", "echo_rtt_ms", "bandwidth_kbps", "turn")
+        site.techcheck = {"status": status, **{k: r.data.get(k) for k in fields}, "at": iso(r.at)}
+        return self._site_delta(site, None, r)
+
+    def _on_techcheck_request(self, r: Record) -> Applied:
+        """The control room asks a site to run its tech check: the site's tabs get a private message."""
+        site = self._site(r.site_id)
+        site.techcheck_requested_at = r.at
+        msg = ChatMessage(r.at, r.user, None, site.site_id, str(r.data.get("text", "")))
+        self.private_chat.append(msg)
+        applied = self._site_delta(site, None, r)
+        applied.private = msg
+        return applied

@@ -104,7 +104,7 @@ def resolve_invites(session: Session, spec: InviteSpec, scope_paths: Sequence[st
         found = set(session.execute(base.where(Site.id.in_(spec.site_ids))).scalars())
         missing = sorted(set(spec.site_ids) - found)
         if missing:
-            raise DomainError(
+            raise Conflict(
                 f"Điểm cầu không hợp lệ hoặc ngoài phạm vi: {', '.join(map(str, missing))}.",
                 code="invalid_sites",
             )
@@ -114,7 +114,7 @@ def resolve_invites(session: Session, spec: InviteSpec, scope_paths: Sequence[st
         if unit is None or (
             scope_paths is not None and not any(unit.path.startswith(p) for p in scope_paths)
         ):
-            raise DomainError(f"Đơn vị {unit_id} không hợp lệ hoặc ngoài phạm vi.", code="invalid_unit")
+            raise Conflict(f"Đơn vị {unit_id} không hợp lệ hoặc ngoài phạm vi.", code="invalid_unit")
         ids |= set(session.execute(base.where(subtree(Unit.path, unit.path))).scalars())
     if spec.unit_kinds:
         ids |= set(session.execute(base.where(Unit.kind.in_(spec.unit_kinds))).scalars())
@@ -143,7 +143,7 @@ def _validate(session: Session, spec: MeetingSpec) -> tuple[str, datetime, datet
         raise DomainError("Giờ kết thúc phải sau giờ bắt đầu.", code="invalid_times")
     host = session.get(Site, spec.host_site_id)
     if host is None or host.status == SiteStatus.inactive.value:
-        raise DomainError("Điểm cầu chính không hợp lệ.", code="invalid_host_site")
+        raise Conflict("Điểm cầu chính không hợp lệ.", code="invalid_host_site")
     for user_id, role, label in (
         (spec.chair_user_id, Role.chair, "chủ trì"),
         (spec.secretary_user_id, Role.secretary, "thư ký"),
@@ -151,7 +151,7 @@ def _validate(session: Session, spec: MeetingSpec) -> tuple[str, datetime, datet
         if user_id is not None and (
             session.get(User, user_id) is None or not _has_role(session, user_id, role)
         ):
-            raise DomainError(f"Người dùng {user_id} không có vai trò {label}.", code="invalid_user_role")
+            raise Conflict(f"Người dùng {user_id} không có vai trò {label}.", code="invalid_user_role")
     return title, starts, ends
 
 

@@ -135,6 +135,14 @@ class MediaWall(_Msg):
     renew: bool = False  # a new subscription (the tab lost its PeerConnection), not a page turn
 
 
+class MediaRestart(_Msg):
+    """ICE restart of one of the tab's PeerConnections (docs/protocol.md, "Recovery")."""
+
+    type: Literal["media.restart"]
+    target: Literal["publisher", "view", "wall"]
+    jsep: Jsep | None = None  # publisher: the offer made with iceRestart
+
+
 class MediaUnpublish(_Msg):
     type: Literal["media.unpublish"]
 
@@ -159,6 +167,7 @@ ClientMessage = Annotated[
     | MediaTrickle
     | MediaWall
     | MediaUnpublish
+    | MediaRestart
     | Ping,
     Field(discriminator="type"),
 ]
@@ -181,6 +190,7 @@ KNOWN_TYPES = frozenset(
         MediaTrickle,
         MediaWall,
         MediaUnpublish,
+        MediaRestart,
         Ping,
     )
 )

@@ -34,12 +34,21 @@ from typing import Any
 from giaoban.conference.hub import MediaFailure, StageEvent
 from giaoban.conference.live import LiveMeeting
 from giaoban.media.client import JanusClientError, JanusPluginError, JanusSession, JsonDict
-from giaoban.media.service import MediaService
+from giaoban.media.service import MediaEvent, MediaService
 from giaoban.media.videoroom import RoomOptions, VideoRoom, VideoRoomPublisher, VideoRoomSubscriber
 
 log = logging.getLogger(__name__)
 
 ERR_ID_EXISTS = 436  # VideoRoom: "User ID already exists"
+ERR_ROOM_EXISTS = 427  # VideoRoom: "Room already exists"
+ERR_NO_SUCH = 428  # VideoRoom: "No such feed" / "No such mid ... in subscription"
+# Keeping views right in the background (see ``enforce``): no tab and no Janus request may hold up
+# the others, so every wait is bounded and a failure is retried rather than given up on.
+JANUS_TIMEOUT = 3.0  # s: one switch/configure of a subscription, one moderate
+PUSH_TIMEOUT = 2.0  # s: one message to one tab
+SETTLE_TIMEOUT = 1.0  # s: how long a change of publishers/subscriptions waits for the views' updates
+SWITCH_CONCURRENCY = 8  # subscriptions being updated at once (the rest queue; Janus serializes them)
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)  # s: a view whose update failed is tried again after these
 SPEAKER_SLOTS = 4  # the most simultaneous holders a discussion may have
 WALL_PAGE = 24  # sites per page of the console's wall
 WALL_LAYER = {"substream": 0}  # the wall shows the lowest simulcast layer
@@ -89,7 +98,9 @@ class View:
     host: Slot
     speakers: list[Slot]
     started: bool = False
+    down: bool = False  # Janus hung up its PeerConnection: skipped until it is up again or replaced
     shown: dict[str, Any] | None = None  # the last media.slots sent to the tab
+    keeper: _Keeper = field(default_factory=lambda: _Keeper(), repr=False, compare=False)
 
     def streams(self) -> list[Stream]:
         return [s for slot in (self.host, *self.speakers) for s in (slot.video, slot.audio)]
@@ -108,7 +119,21 @@ class Wall:
     sites: list[int | None]
     page: int = 1
     started: bool = False
+    down: bool = False
     shown: dict[str, Any] | None = None
+    keeper: _Keeper = field(default_factory=lambda: _Keeper(), repr=False, compare=False)
+
+
+@dataclass
+class _Keeper:
+    """The background updates of one subscription (``JanusStage._keep``)."""
+
+    task: asyncio.Task[None] | None = None  # the update running now
+    again: bool = False  # the floor changed during it: one more round
+    dirty: bool = False  # a request failed or timed out: Janus's state is unknown, resend it all
+    failures: int = 0  # consecutive failed updates (picks the retry delay)
+    retry: asyncio.TimerHandle | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one update of it at a time
 
 
 @dataclass
@@ -149,6 +174,14 @@ class JanusStage:
         self.order: list[int] = list(order or [])  # the sites in wall order
         self.listener: Listener | None = None
         self.send: Send | None = None
+        # Views are brought to the floor in the background (see ``enforce``), a few at a time.
+        self._gate = asyncio.Semaphore(SWITCH_CONCURRENCY)
+        self._closed = False
+        self._moderation_retry: asyncio.TimerHandle | None = None
+        self._moderation_task: asyncio.Future[bool] | None = None
+        # Recovery after a Janus restart (see ``reset``): how the room was made, and our listener.
+        self.options: RoomOptions | None = None
+        self._media_listener: Callable[[MediaEvent], None] | None = None
 
     @classmethod
     async def open(cls, media: MediaService, meeting_id: int, live: LiveMeeting) -> JanusStage:
@@ -170,6 +203,8 @@ class JanusStage:
                 "media_unavailable", f"Không tạo được phòng họp trên máy chủ media: {exc}"
             ) from exc
         stage = cls(media, node, room, options.secret or "", session, order=live.order)
+        stage.options = options
+        stage.watch_media()
         stage.host_site_id = live.host_site_id
         stage.audible = live.floor.audible()
         stage.holders = live.floor.holder_ids()
@@ -189,9 +224,19 @@ class JanusStage:
         if self.listener is not None:
             self.listener(event)
 
-    async def _push(self, peer: str, message: dict[str, Any]) -> None:
-        if self.send is not None:
-            await self.send(peer, message)
+    async def _push(self, peer: str, message: dict[str, Any]) -> bool:
+        """Send ``message`` to one tab; False (logged) when the tab does not take it within
+        ``PUSH_TIMEOUT``: a slow or stuck tab must hold up nobody else."""
+        if self.send is None:
+            return True
+        try:
+            await asyncio.wait_for(self.send(peer, message), PUSH_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "room %s: %s to %s not sent within %.1f s", self.room, message.get("type"), peer, PUSH_TIMEOUT
+            )
+            return False
+        return True
 
     # -- who is up -------------------------------------------------------------------------
 
@@ -218,6 +263,7 @@ class JanusStage:
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, peer: str, site_id: int, jsep: dict[str, Any]) -> dict[str, Any]:
+        await self.settle()
         old = self.publishers.get(site_id)
         if old is not None:
             await self._drop_publisher(old)
@@ -248,7 +294,16 @@ class JanusStage:
         audio, video = _mids(list(response.data.get("streams") or []))
         pub = Publisher(site_id, peer, handle, audio, video)
         # Moderation is lost on every new PeerConnection: apply the policy before the answer leaves.
-        await self._moderate(pub, mute=site_id not in self.audible)
+        if (
+            not await self._moderate(pub, mute=site_id not in self.audible)
+            and pub.site_id not in self.audible
+        ):
+            with contextlib.suppress(JanusClientError):
+                await handle.leave()
+            await self._detach(handle.handle)
+            raise MediaFailure(
+                "publish_failed", "Máy chủ media chưa chặn được tiếng của điểm cầu; hãy thử lại."
+            )
         self.publishers[site_id] = pub
         handle.handle.add_callback(lambda msg: self._publisher_event(pub, msg))
         return {"jsep": response.jsep}
@@ -262,6 +317,7 @@ class JanusStage:
 
     async def publisher_up(self, site_id: int, handle_id: int | None) -> bool:
         """The site's PeerConnection is up: show it wherever it belongs. True if that is news."""
+        await self.settle()
         pub = self.publishers.get(site_id)
         if pub is None or pub.handle.handle.id != handle_id or pub.started:
             return False
@@ -271,6 +327,7 @@ class JanusStage:
 
     async def publisher_down(self, site_id: int, handle_id: int | None) -> bool:
         """Janus hung up the site's PeerConnection (ICE or DTLS failed, the browser closed it)."""
+        await self.settle()
         pub = self.publishers.get(site_id)
         if pub is None or pub.handle.handle.id != handle_id or not pub.started:
             return False
@@ -283,6 +340,7 @@ class JanusStage:
         return site_id in self.publishers
 
     async def unpublish(self, site_id: int) -> bool:
+        await self.settle()
         pub = self.publishers.get(site_id)
         if pub is None:
             return False
@@ -313,13 +371,32 @@ class JanusStage:
             t for w in self.walls.values() for t in w.tiles
         ]
 
-    async def _moderate(self, pub: Publisher, *, mute: bool) -> None:
+    async def _moderate(self, pub: Publisher, *, mute: bool) -> bool:
+        """Block or unblock the site's audio on Janus (each mid: one try and one retry, each at most
+        ``JANUS_TIMEOUT``). True when done; otherwise logged, and ``pub.muted`` keeps its old value
+        so that the next ``_moderate_all`` tries again."""
         for mid in pub.audio_mids:
-            try:
-                await self.control.moderate(self.room, self.secret, pub.site_id, mid, mute)
-            except JanusPluginError as exc:
-                log.warning("moderate %s mid %s: %s", pub.site_id, mid, exc)
+            for attempt in (1, 2):
+                try:
+                    await asyncio.wait_for(
+                        self.control.moderate(self.room, self.secret, pub.site_id, mid, mute), JANUS_TIMEOUT
+                    )
+                    break
+                except (JanusClientError, TimeoutError) as exc:
+                    reason = str(exc) or f"no answer within {JANUS_TIMEOUT:.1f} s"
+                    if attempt == 2:
+                        log.error(
+                            "room %s: %s site %s (mid %s) failed: %s",
+                            self.room,
+                            "muting" if mute else "unmuting",
+                            pub.site_id,
+                            mid,
+                            reason,
+                        )
+                        return False
+                    log.warning("room %s: moderate %s mid %s: %s; again", self.room, pub.site_id, mid, reason)
         pub.muted = mute
+        return True
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -348,6 +425,7 @@ class JanusStage:
 
     async def subscribe(self, peer: str, site_id: int | None) -> dict[str, Any]:
         """A tab's view: host + speaker slots; the answer goes back with ``start``."""
+        await self.settle()
         old = self.views.pop(peer, None)
         if old is not None:
             await self._detach(old.handle.handle)
@@ -376,6 +454,7 @@ class JanusStage:
     async def wall(self, peer: str, page: int, *, renew: bool = False) -> dict[str, Any]:
         """The console's wall at ``page``: a new subscription the first time (or when ``renew``),
         a switch of the tiles afterwards."""
+        await self.settle()
         pages = max(1, math.ceil(len(self.order) / WALL_PAGE))
         if page > pages:
             raise MediaFailure("no_such_page", f"Tường hình chỉ có {pages} trang.")
@@ -425,6 +504,25 @@ class JanusStage:
         sub.started = True
 
     def _subscriber_event(self, peer: str, target: str, handle_id: int, msg: JsonDict) -> None:
+        kind = msg.get("janus")
+        if kind in ("hangup", "webrtcup"):
+            sub: View | Wall | None = self.views.get(peer) if target == "view" else self.walls.get(peer)
+            if sub is None or sub.handle.handle.id != handle_id:
+                return
+            if kind == "hangup":
+                # Janus closed its PeerConnection and dropped its streams (1.1.x): updates would
+                # fail with 428, so it is skipped until it is up again or the tab subscribes anew.
+                sub.down = True
+                log.info(
+                    "room %s: the %s of %s is down (Janus: %s)", self.room, target, peer, msg.get("reason")
+                )
+            elif sub.down:
+                # Up again after all: resend everything it should carry.
+                sub.down = False
+                sub.keeper.dirty = True
+                log.info("room %s: the %s of %s is up again", self.room, target, peer)
+                self._kick(sub)
+            return
         jsep = msg.get("jsep")
         if isinstance(jsep, dict) and jsep.get("type") == "offer":
             self._emit(StageEvent("offer", peer=peer, target=target, handle_id=handle_id, jsep=jsep))
@@ -460,21 +558,194 @@ class JanusStage:
     # -- keeping every view right ----------------------------------------------------------
 
     async def enforce(self, audible: frozenset[int], holders: list[int]) -> None:
-        """Make Janus match the floor: moderation first, then every view's speaker slots."""
-        self.audible, self.holders = audible, list(holders)
-        for pub in list(self.publishers.values()):
-            mute = pub.site_id not in audible
-            if pub.muted != mute:
-                await self._moderate(pub, mute=mute)
-        await self._refresh_all()
+        """Make Janus match the floor.
+
+        Moderation is awaited: when this returns, Janus forwards the audio of nobody outside
+        ``audible`` (each ``moderate`` is retried once; one that still fails is logged as an error
+        and retried in the background, see ``_moderate_all``). Unmuting goes first (the new holder is
+        heard as soon as a slot carries it) and every ``moderate`` is sent at once.
+
+        The views' speaker slots are switched in the background (``_refresh_later``: about one
+        ``switch`` per tab, ``SWITCH_CONCURRENCY`` at a time so that the ack and the other tabs'
+        messages are not queued behind 70 of them): a slot may show a new holder some tens of ms
+        after this returns, but it only ever carries what moderation lets through. A change of the
+        queue alone (same holders, same audible sites) costs nothing here."""
+        holders = list(holders)
+        floor_changed = audible != self.audible or holders != self.holders
+        self.audible, self.holders = audible, holders
+        moderating = asyncio.ensure_future(self._moderate_all())
+        if floor_changed:
+            self._refresh_later()
+        await moderating
+
+    async def _moderate_all(self) -> bool:
+        """Bring every publisher's moderation to ``audible`` (unmutes first, all at once); True when
+        all of them are. A failure is tried again in the background (a Janus restart, an overloaded
+        Janus: the next floor change or this retry puts it right)."""
+        changes = [
+            (pub, pub.site_id not in self.audible)
+            for pub in self.publishers.values()
+            if pub.muted != (pub.site_id not in self.audible)
+        ]
+        if not changes:
+            return True
+        changes.sort(key=lambda change: change[1])  # unmute before mute
+        done = await asyncio.gather(*(self._moderate(pub, mute=mute) for pub, mute in changes))
+        if all(done):
+            return True
+        if self._moderation_retry is None and not self._closed:
+
+            def again() -> None:
+                self._moderation_retry = None
+                if not self._closed:
+                    self._moderation_task = asyncio.ensure_future(self._moderate_all())
+
+            self._moderation_retry = asyncio.get_running_loop().call_later(RETRY_DELAYS[1], again)
+        return False
+
+    # The background updates: each subscription has its own keeper (``_Keeper``), so one slow tab or
+    # one Janus request that gets no answer delays that tab alone, never the others or a later floor.
+
+    def _subs(self) -> list[View | Wall]:
+        return [*self.views.values(), *self.walls.values()]
+
+    def _current(self, sub: View | Wall) -> bool:
+        return (self.views.get(sub.peer) if isinstance(sub, View) else self.walls.get(sub.peer)) is sub
+
+    def _refresh_later(self) -> None:
+        """Bring every live view and wall to the current floor in the background."""
+        for sub in self._subs():
+            self._kick(sub)
+
+    def _kick(self, sub: View | Wall) -> None:
+        keeper = sub.keeper
+        if self._closed or sub.down or not self._current(sub):
+            return
+        if keeper.retry is not None:
+            keeper.retry.cancel()
+            keeper.retry = None
+        if keeper.task is not None and not keeper.task.done():
+            keeper.again = True  # the running update ends with another round at the latest floor
+            return
+        keeper.task = asyncio.ensure_future(self._keep(sub))
+
+    async def _keep(self, sub: View | Wall) -> None:
+        keeper = sub.keeper
+        try:
+            while True:
+                keeper.again = False
+                ok = await self._update(sub)
+                if self._closed or sub.down or not self._current(sub):
+                    return
+                if not ok:
+                    self._retry_later(sub)
+                    return
+                keeper.failures = 0
+                if not keeper.again:
+                    return
+        except asyncio.CancelledError:
+            keeper.dirty = True  # cut short (``settle``, ``close``): where it got to is unknown
+            raise
+        except Exception:
+            keeper.dirty = True
+            log.exception("room %s: updating the %s of %s", self.room, self._target(sub), sub.peer)
+            self._retry_later(sub)
+
+    def _retry_later(self, sub: View | Wall) -> None:
+        keeper = sub.keeper
+        keeper.failures += 1
+        if self._closed or keeper.retry is not None:
+            return
+        delay = RETRY_DELAYS[min(keeper.failures, len(RETRY_DELAYS)) - 1]
+        keeper.retry = asyncio.get_running_loop().call_later(delay, self._retry_now, sub)
+
+    def _retry_now(self, sub: View | Wall) -> None:
+        sub.keeper.retry = None
+        self._kick(sub)
+
+    @staticmethod
+    def _target(sub: View | Wall) -> str:
+        return "view" if isinstance(sub, View) else "wall"
+
+    async def _update(self, sub: View | Wall) -> bool:
+        """One round for one subscription: Janus first (a few subscriptions at a time), then the tab."""
+        async with self._gate, sub.keeper.lock:
+            if self._closed or sub.down or not self._current(sub):
+                return True
+            if isinstance(sub, View):
+                synced = await self._sync(sub, self._view_wants(sub), "view")
+            else:
+                synced = await self._sync(sub, self._wall_wants(sub), "wall")
+        return await self._show(sub) and synced
+
+    async def _show(self, sub: View | Wall) -> bool:
+        """Tell the tab what its slots (or tiles) now carry, if that changed; False if it would not
+        take it (it is told again with the retry)."""
+        if isinstance(sub, View):
+            shown, kind = sub.slots_json(), "media.slots"
+        else:
+            shown, kind = self._wall_json(sub), "media.wall"
+        if not sub.started or shown == sub.shown:
+            return True
+        sub.shown = shown
+        if await self._push(sub.peer, {"type": kind, **shown}):
+            return True
+        sub.shown = None  # unknown at the tab: send it again
+        return False
+
+    async def settle(self) -> None:
+        """Let the background updates finish before publishers or subscriptions change: everything
+        that adds, replaces or drops one calls this first (under the hub's room lock, so no floor
+        change starts new ones meanwhile). Waits at most ``SETTLE_TIMEOUT``; what is still running
+        then is cancelled (those subscriptions are resent in full afterwards, see ``_Keeper.dirty``)."""
+        tasks = {t for sub in self._subs() if (t := sub.keeper.task) is not None and not t.done()}
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=SETTLE_TIMEOUT)
+        if pending:
+            log.warning(
+                "room %s: %d view updates still running after %.1f s, restarted later",
+                self.room,
+                len(pending),
+                SETTLE_TIMEOUT,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+            for sub in self._subs():
+                if sub.keeper.dirty and sub.keeper.retry is None and not sub.down:
+                    self._retry_later(sub)
+
+    @staticmethod
+    def _forget(sub: View | Wall) -> None:
+        """``sub`` is no longer the tab's: no retry of it (a running update stops by itself)."""
+        if sub.keeper.retry is not None:
+            sub.keeper.retry.cancel()
+            sub.keeper.retry = None
+
+    async def _stop_keepers(self) -> None:
+        """Cancel every background update and retry (the stage closes or starts again)."""
+        if self._moderation_retry is not None:
+            self._moderation_retry.cancel()
+            self._moderation_retry = None
+        tasks: set[asyncio.Future[Any]] = set()
+        if self._moderation_task is not None and not self._moderation_task.done():
+            self._moderation_task.cancel()
+            tasks.add(self._moderation_task)
+        for sub in self._subs():
+            keeper = sub.keeper
+            if keeper.retry is not None:
+                keeper.retry.cancel()
+                keeper.retry = None
+            if keeper.task is not None and not keeper.task.done():
+                keeper.task.cancel()
+                tasks.add(keeper.task)
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _refresh_all(self) -> None:
-        """Every subscription at once: each is its own Janus handle, so a floor change costs about one
-        round trip for all the tabs rather than one per tab."""
-        await asyncio.gather(
-            *(self._refresh_view(view) for view in list(self.views.values())),
-            *(self._refresh_wall(wall) for wall in list(self.walls.values())),
-        )
+        """Every live view and wall to the current publishers and floor, in the background."""
+        self._refresh_later()
 
     def _park(self, stream: Stream, exclude: int | None = None) -> _Want:
         """Pause ``stream``; keep it on a live feed so that it never goes inactive."""
@@ -484,15 +755,23 @@ class JanusStage:
         return _Want(stream, feed, False)
 
     async def _park_all(self, site_id: int) -> None:
-        """Before ``site_id`` goes away, move every stream it feeds to another feed."""
-        for view in list(self.views.values()):
-            wants = [self._park(s, exclude=site_id) for s in view.streams() if s.feed == site_id]
-            await self._sync(view.handle, wants, view.peer, "view")
-        for wall in list(self.walls.values()):
-            wants = [self._park(t, exclude=site_id) for t in wall.tiles if t.feed == site_id]
-            await self._sync(wall.handle, wants, wall.peer, "wall")
+        """Before ``site_id`` goes away, move every stream it feeds to another feed (every
+        subscription at once)."""
 
-    async def _refresh_view(self, view: View, *, push: bool = True) -> None:
+        async def park(sub: View | Wall) -> None:
+            async with sub.keeper.lock:
+                streams = sub.streams() if isinstance(sub, View) else sub.tiles
+                wants = [self._park(s, exclude=site_id) for s in streams if s.feed == site_id]
+                synced = (
+                    not wants or sub.down or await self._sync(sub, wants, self._target(sub), partial=True)
+                )
+                if not synced:
+                    self._retry_later(sub)
+
+        await asyncio.gather(*(park(sub) for sub in self._subs()))
+
+    def _view_wants(self, view: View) -> list[_Want]:
+        """What each stream of ``view`` should carry now (and updates which site each slot shows)."""
         wants: list[_Want] = []
         host = self.host_site_id if self._live(self.host_site_id) else None
         view.host.site_id = host
@@ -510,18 +789,28 @@ class JanusStage:
             slot.site_id = holder = given
             if holder is None:
                 wants += [self._park(slot.video), self._park(slot.audio)]
+            elif holder == view.site_id:
+                # A site never hears itself: its own slot's audio stays parked where it was.
+                wants += [_Want(slot.video, holder, True), self._park(slot.audio)]
             else:
-                wants += [_Want(slot.video, holder, True), _Want(slot.audio, holder, holder != view.site_id)]
-        await self._sync(view.handle, wants, view.peer, "view")
-        shown = view.slots_json()
-        if push and view.started and shown != view.shown:
-            view.shown = shown
-            await self._push(view.peer, {"type": "media.slots", **shown})
+                wants += [_Want(slot.video, holder, True), _Want(slot.audio, holder, True)]
+        return wants
+
+    async def _refresh_view(self, view: View, *, push: bool = True) -> bool:
+        """Update ``view`` now (in the caller's task); False when Janus or the tab failed (logged; the
+        view is then retried in the background)."""
+        async with view.keeper.lock:
+            ok = await self._sync(view, self._view_wants(view), "view")
+        if push:
+            ok = await self._show(view) and ok
+        if not ok:
+            self._retry_later(view)
+        return ok
 
     def _page_sites(self, page: int) -> list[int]:
         return self.order[(page - 1) * WALL_PAGE : page * WALL_PAGE]
 
-    async def _refresh_wall(self, wall: Wall, *, push: bool = True) -> None:
+    def _wall_wants(self, wall: Wall) -> list[_Want]:
         sites = self._page_sites(wall.page)
         wants: list[_Want] = []
         for i, tile in enumerate(wall.tiles):
@@ -531,27 +820,43 @@ class JanusStage:
                 wants.append(_Want(tile, site, True, dict(WALL_LAYER)))
             else:
                 wants.append(self._park(tile))
-        await self._sync(wall.handle, wants, wall.peer, "wall")
-        shown = self._wall_json(wall)
-        if push and wall.started and shown != wall.shown:
-            wall.shown = shown
-            await self._push(wall.peer, {"type": "media.wall", **shown})
+        return wants
 
-    async def _sync(self, handle: VideoRoomSubscriber, wants: list[_Want], peer: str, target: str) -> None:
-        """Switch streams to their wanted feeds, then set what Janus sends (one request each).
+    async def _refresh_wall(self, wall: Wall, *, push: bool = True) -> bool:
+        async with wall.keeper.lock:
+            ok = await self._sync(wall, self._wall_wants(wall), "wall")
+        if push:
+            ok = await self._show(wall) and ok
+        if not ok:
+            self._retry_later(wall)
+        return ok
+
+    async def _sync(
+        self, sub: View | Wall, wants: list[_Want], target: str, *, partial: bool = False
+    ) -> bool:
+        """Switch streams to their wanted feeds, then set what Janus sends (one request each); True
+        when Janus did both. Each request waits at most ``JANUS_TIMEOUT``.
 
         Switching a stream that went inactive (its feed left without being parked) makes Janus
         renegotiate: the answer to the switch is then an "updated" event with a new offer, which
-        goes to the tab (``media.offer``); the stream carries media once the tab has answered."""
+        goes to the tab (``media.offer``); the stream carries media once the tab has answered.
+
+        After a failure (an error, no answer in time, cut short) Janus's state of the subscription
+        is unknown (``_Keeper.dirty``): the next round sends every stream's feed and ``send``.
+        ``partial``: ``wants`` covers some of the streams only (it cannot make a dirty one clean)."""
+        handle, peer, keeper = sub.handle, sub.peer, sub.keeper
+        was_dirty = keeper.dirty
+        full = was_dirty and not partial
         switch = [
             {"feed": w.feed, "mid": self._mid(w.feed, w.stream.kind), "sub_mid": w.stream.mid}
             for w in wants
-            if w.feed is not None and w.feed != w.stream.feed and self._live(w.feed, w.stream.kind)
+            if w.feed is not None and (full or w.feed != w.stream.feed) and self._live(w.feed, w.stream.kind)
         ]
         switched: set[str] = set()
+        keeper.dirty = True  # until both requests are answered
         try:
             if switch:
-                response = await handle.switch(switch)
+                response = await asyncio.wait_for(handle.switch(switch), JANUS_TIMEOUT)
                 if response.jsep is not None and response.jsep.get("type") == "offer":
                     await self._push(peer, {"type": "media.offer", "target": target, "jsep": response.jsep})
                 # Janus skips a feed that just went down: believe its summary, not our wish.
@@ -566,26 +871,47 @@ class JanusStage:
                     switched.add(w.stream.mid)
             configure = []
             for w in wants:
-                # A switch resumes sending and resets the simulcast layer: set what differs.
+                # A switch resumes sending and resets the simulcast layer: set what differs (all of
+                # it after a failure: Janus skips a switch to the feed a stream already has).
                 redo = w.stream.mid in switched and (not w.send or bool(w.extra))
-                if redo or w.stream.send != w.send:
+                if full or redo or w.stream.send != w.send:
                     configure.append({"mid": w.stream.mid, "send": w.send, **(w.extra if w.send else {})})
                     w.stream.send = w.send
             if configure:
-                await handle.configure(configure)
+                await asyncio.wait_for(handle.configure(configure), JANUS_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "room %s: updating the %s of %s: no answer from Janus within %.1f s",
+                self.room,
+                target,
+                peer,
+                JANUS_TIMEOUT,
+            )
+            return False
+        except JanusPluginError as exc:
+            # 428 "No such mid ... in subscription": Janus dropped the streams with the
+            # PeerConnection (its "hangup" marks the view down) — or it is something passing: retried.
+            log.warning("room %s: updating the %s of %s failed: %s", self.room, target, peer, exc)
+            return False
         except JanusClientError as exc:
-            log.warning("updating the view of %s failed: %s", peer, exc)
+            log.warning("room %s: updating the %s of %s failed: %s", self.room, target, peer, exc)
+            return False
+        keeper.dirty = was_dirty and partial
+        return True
 
     # -- leaving ---------------------------------------------------------------------------
 
     async def peer_gone(self, peer: str, site_id: int | None, last_tab: bool) -> bool:
         """The tab left: its subscriptions go, and its site's publisher if this tab published it.
         True when a publisher went away."""
+        await self.settle()
         view = self.views.pop(peer, None)
         if view is not None:
+            self._forget(view)
             await self._detach(view.handle.handle)
         wall = self.walls.pop(peer, None)
         if wall is not None:
+            self._forget(wall)
             await self._detach(wall.handle.handle)
         if site_id is not None:
             pub = self.publishers.get(site_id)
@@ -600,8 +926,13 @@ class JanusStage:
             await handle.detach()
 
     async def close(self) -> None:
+        if self._media_listener is not None:
+            self.media.remove_listener(self._media_listener)
+            self._media_listener = None
         self.listener = None
         self.send = None
+        self._closed = True
+        await self._stop_keepers()
         for view in list(self.views.values()):
             await self._detach(view.handle.handle)
         for wall in list(self.walls.values()):
@@ -617,6 +948,101 @@ class JanusStage:
             log.warning("destroying room %s: %s", self.room, exc)
         with contextlib.suppress(JanusClientError, AttributeError):
             await self.session.destroy()
+
+    # -- recovery (Janus restarted, our session lost, a tab's ICE failed) ---------------------
+
+    def watch_media(self) -> None:
+        """Turn the media service's ``rooms_lost`` / ``sessions_lost`` about this room into a
+        ``reset`` stage event (handled by the hub under the room's lock, see :meth:`reset`)."""
+
+        def on_media(event: MediaEvent) -> None:
+            if event.node != self.node:
+                return
+            if event.kind == "rooms_lost" and self.room in event.rooms:
+                self._emit(StageEvent("reset", target="room"))
+            elif event.kind == "sessions_lost" and self.session.id in event.sessions:
+                self._emit(StageEvent("reset", target="session", handle_id=self.session.id))
+
+        self._media_listener = on_media
+        self.media.add_listener(on_media)
+
+    async def reset(self, reason: str, lost_session: int | None = None) -> bool:
+        """Start the media side again after Janus lost it: the same room id and secret, a new
+        session, no publishers, views or walls (every tab republishes and resubscribes: the hub
+        tells them with ``media.reset``). The floor (``audible``, ``holders``) is kept, so each
+        publisher that comes back is moderated before its answer leaves, as on any publish.
+
+        A Janus restart reports our session lost and then the room lost: the first event does the
+        work, the second finds everything in place and returns False (nothing to tell the tabs)."""
+        if reason == "session" and lost_session != self.session.id:
+            return False  # an older session of ours: already reset since
+        if reason == "room" and not self.session.lost and self.client_connected():
+            with contextlib.suppress(JanusClientError):
+                if await self.control.exists(self.room):
+                    self.media.track_room(self.node, self.room, self.secret)
+                    return False
+        await self._stop_keepers()
+        # Their handles died with the session: nothing to detach on Janus.
+        self.publishers.clear()
+        self.views.clear()
+        self.walls.clear()
+        try:
+            if not await self.control.exists(self.room):
+                try:
+                    options = self.options or RoomOptions(secret=self.secret)
+                    await self.media.create_room(options, room=self.room, node=self.node)
+                except JanusPluginError as exc:
+                    if exc.code != ERR_ROOM_EXISTS:
+                        raise
+            self.media.track_room(self.node, self.room, self.secret)
+            if self.session.lost or reason == "session":
+                self.session = await self.media.client(self.node).create_session()
+        except (JanusClientError, KeyError) as exc:
+            raise MediaFailure(
+                "media_unavailable", f"Không dựng lại được phòng họp trên máy chủ media: {exc}"
+            ) from exc
+        log.info("meeting room %s on %s recreated after %s loss", self.room, self.node, reason)
+        return True
+
+    def client_connected(self) -> bool:
+        rt = self.media.nodes.get(self.node)
+        return rt is not None and rt.client.connected
+
+    async def restart(
+        self, peer: str, site_id: int | None, target: str, jsep: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """ICE restart of a tab's PeerConnection, keeping the handle: the publisher renegotiates
+        with its new offer (``configure`` + offer made with ``iceRestart``; moderation applied again
+        before the answer leaves); a subscription asks Janus for a new offer (``configure`` with
+        ``restart: true``), answered by the tab with ``media.start``. A PeerConnection Janus has
+        already hung up cannot be restarted (``no_peer_connection``): publish or subscribe again."""
+        await self.settle()
+        if target == "publisher":
+            pub = self.publishers.get(site_id) if site_id is not None else None
+            if pub is None or pub.owner != peer or not pub.started:
+                raise MediaFailure("no_peer_connection", "Không có kết nối media tương ứng; hãy phát lại.")
+            if jsep is None or jsep.get("type") != "offer":
+                raise MediaFailure("invalid", "Khởi động lại ICE của luồng phát cần một SDP offer.")
+            try:
+                response = await pub.handle.configure(jsep=jsep)
+            except JanusClientError as exc:
+                raise MediaFailure("restart_failed", f"Janus từ chối khởi động lại ICE: {exc}") from exc
+            if response.jsep is None:
+                raise MediaFailure("restart_failed", "Janus không trả lời SDP.")
+            await self._moderate(pub, mute=pub.site_id not in self.audible)
+            return {"jsep": response.jsep}
+        sub: View | Wall | None = self.views.get(peer) if target == "view" else self.walls.get(peer)
+        if sub is None or sub.down:
+            raise MediaFailure(
+                "no_peer_connection", "Không có kết nối media tương ứng; hãy đăng ký nhận lại."
+            )
+        try:
+            response = await sub.handle.configure([], restart=True)
+        except JanusClientError as exc:
+            raise MediaFailure("restart_failed", f"Janus từ chối khởi động lại ICE: {exc}") from exc
+        if response.jsep is None:
+            raise MediaFailure("restart_failed", "Janus không gửi SDP mới.")
+        return {"jsep": response.jsep}
 
 
 def stage_factory(media: MediaService) -> Any:

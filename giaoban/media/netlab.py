@@ -1,4 +1,4 @@
-"""A throwaway network lab: namespaces, veth links, `tc netem` shaping, processes inside namespaces.
+"""A throwaway network lab: namespaces, veth links, link shaping, processes inside namespaces.
 
 Used by the media test fixtures and by load tests that run Janus and synthetic sites on one machine.
 Janus 1.1.2 never offers loopback ICE candidates, so media between two processes of one machine needs a
@@ -8,24 +8,37 @@ Everything created carries the owner's pid in its name (``gb<pid hex>x…``) so 
 can remove what a killed run left behind, without touching a concurrent run. Names of interfaces stay
 within Linux's 15 characters. Subnets are ``10.x.y.0/24`` chosen to overlap no existing route.
 Traffic stays on the links we create: nothing here ever targets another address.
+
+Shaping uses ``tc netem`` where the kernel has it. Where it has not (this project's VMs), an *impairable*
+link (``link(a, b, impairable=True)``) runs through a relay namespace in the middle, where
+:mod:`giaoban.media.impair` forwards every frame between two veth pairs and applies loss, delay, jitter,
+rate limit and outage in userspace.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import fcntl
 import ipaddress
 import json
 import logging
 import os
 import random
 import re
+import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +46,11 @@ IFNAMSIZ = 15
 _COUNTER = 0
 _COUNTER_LOCK = threading.Lock()
 _NAME_RE = re.compile(r"^gb([0-9a-f]{1,6})x")
+IMPAIR_SCRIPT = Path(__file__).with_name("impair.py")  # run by path: stdlib only, no package imports
+
+# ethtool ioctls (linux/ethtool.h, legacy single-feature commands): no `ethtool` binary needed.
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_SET = {"tx-checksum": 0x17, "sg": 0x19, "tso": 0x1F, "gso": 0x24}
 
 
 class NetLabError(RuntimeError):
@@ -58,6 +76,70 @@ def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and proc.returncode != 0:
         raise NetLabError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
+
+
+def _ethtool_off(dev: str) -> None:
+    """Switch off checksum offload, scatter-gather, TSO and GSO on ``dev`` (in our own namespace).
+
+    The relay copies frames through packet sockets: it must see finished, MTU-sized frames with real
+    checksums, not 64 KB TSO/GSO super-frames whose checksum the "hardware" was to fill in.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for what, cmd in _ETHTOOL_SET.items():
+            data = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
+            ifreq = struct.pack("16sP16x", dev.encode(), ctypes.addressof(data))
+            try:
+                fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
+            except OSError as exc:
+                raise NetLabError(f"cannot switch {what} offload off on {dev}: {exc}") from exc
+
+
+class ImpairRelay:
+    """The control channel of one :mod:`giaoban.media.impair` process (JSON lines on its stdin/stdout)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        self.proc = proc
+        self._buf = b""
+        self._lock = threading.Lock()
+        ready = self._read_line(timeout)
+        if not ready.get("ready"):
+            raise NetLabError(f"impairment relay did not start: {ready.get('error', ready)}")
+        self.pid = int(ready["pid"])
+
+    def _read_line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise NetLabError("impairment relay did not answer in time")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise NetLabError(f"impairment relay exited ({self.proc.poll()})")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def command(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        """Send one command; its answer (NetLabError when the relay refuses it or is gone)."""
+        assert self.proc.stdin is not None
+        with self._lock:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
+                self.proc.stdin.flush()
+            except OSError as exc:
+                raise NetLabError(f"impairment relay is gone: {exc}") from exc
+            answer = self._read_line(5.0)
+        if not answer.get("ok"):
+            raise NetLabError(f"impairment relay refused {cmd}: {answer.get('error')}")
+        return answer
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Frame counters per direction (``ab``, ``ba``): rx, tx, lost, cut, overflow, errors, queued."""
+        stats: dict[str, dict[str, int]] = self.command("stats")["stats"]
+        return stats
 
 
 def _pid_alive(pid: int) -> bool:
@@ -142,7 +224,11 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
 
 @dataclass(slots=True)
 class Link:
-    """A veth pair: end ``a`` in namespace ``ns_a`` (None = root), end ``b`` in ``ns_b``."""
+    """A link: end ``a`` (interface ``name_a``) in namespace ``ns_a`` (None = root), end ``b`` in ``ns_b``.
+
+    A plain link is one veth pair. An impairable one is two veth pairs through ``relay_ns``, where
+    ``relay`` forwards frames between them; its two ends look the same to callers (one /24, ``.1`` on b).
+    """
 
     name_a: str
     name_b: str
@@ -153,12 +239,24 @@ class Link:
     network: str
     shaped: set[str] = field(default_factory=set)
     down: bool = False
+    relay_ns: str | None = None
+    relay: ImpairRelay | None = None
+    last_shape: dict[str, Any] | None = None  # what shape() was last asked for (re-applied after an outage)
+    cut: bool = False  # outage() in force
+
+    @property
+    def impairable(self) -> bool:
+        return self.relay is not None
 
 
 class NetLab:
     """Creates and always removes namespaces, links and processes (close(), atexit, or sweep_stale)."""
 
-    def __init__(self, tag: str = "") -> None:
+    def __init__(self, tag: str = "", *, impair: Literal["auto", "relay"] = "auto") -> None:
+        """``impair``: how impairable links are shaped — ``auto``: netem when the kernel has it, else the
+        relay; ``relay``: always the relay (to test it on kernels that have netem)."""
+        if impair not in ("auto", "relay"):
+            raise NetLabError(f"impair must be 'auto' or 'relay', got {impair!r}")
         reason = missing_requirements()
         if reason:
             raise NetLabError(reason)
@@ -167,6 +265,8 @@ class NetLab:
         if len(self.prefix) + 5 > IFNAMSIZ:  # room for "<idx>a" with idx < 10000
             raise NetLabError("pid too large for interface names")
         self.tag = tag
+        self.impair = impair
+        self._netem: bool | None = None
         self.namespaces: list[str] = []
         self.links: list[Link] = []
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -206,8 +306,14 @@ class NetLab:
                 return net
         raise NetLabError("no free 10.x.y.0/24 network found")
 
-    def link(self, ns_a: str | None, ns_b: str | None) -> Link:
-        """Connect two namespaces (None = root) with a veth pair in a fresh /24; ``.1`` is on the b side."""
+    def link(self, ns_a: str | None, ns_b: str | None, *, impairable: bool = False) -> Link:
+        """Connect two namespaces (None = root) in a fresh /24; ``.1`` is on the b side.
+
+        ``impairable``: through a relay namespace (see :meth:`_impairable_link`), so that loss, delay,
+        jitter and outage work without netem. Otherwise one veth pair.
+        """
+        if impairable:
+            return self._impairable_link(ns_a, ns_b)
         idx = self._next()
         name_a, name_b = f"{self.prefix}{idx}a", f"{self.prefix}{idx}b"
         assert len(name_a) <= IFNAMSIZ
@@ -224,6 +330,86 @@ class NetLab:
             self.exec(ns, "ip", "link", "set", name, "up")
         return link
 
+    def _impairable_link(self, ns_a: str | None, ns_b: str | None) -> Link:
+        """``ns_a`` ─veth─ relay namespace ─veth─ ``ns_b``, the relay process forwarding in between.
+
+        The relay namespace's two interfaces (``…c`` peer of a, ``…d`` peer of b) have no IPv4 address,
+        IPv6 is disabled there, ARP is off on them and ``ip_forward`` is 0: its kernel drops every frame it
+        sees, and only the relay's packet sockets pass them on. Offloads are off on all four ends so the
+        relay sees real frames (see :func:`_ethtool_off`). The relay dies with its namespace (close(),
+        unlink(), sweep_stale()) and when its stdin closes (this process gone).
+        """
+        idx = self._next()
+        name_a, name_b = f"{self.prefix}{idx}a", f"{self.prefix}{idx}b"
+        inner_a, inner_b = f"{self.prefix}{idx}c", f"{self.prefix}{idx}d"
+        net = self._free_network()
+        hosts = list(net.hosts())
+        addr_b, addr_a = str(hosts[0]), str(hosts[1])
+        relay_ns = self.netns("relay")
+        self.exec(
+            relay_ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+            "net.ipv4.ip_forward=0",
+        )
+        link = Link(name_a, name_b, ns_a, ns_b, addr_a, addr_b, str(net), relay_ns=relay_ns)
+        self.links.append(link)
+        for outer, inner, ns, addr in ((name_a, inner_a, ns_a, addr_a), (name_b, inner_b, ns_b, addr_b)):
+            _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+            _ethtool_off(outer)
+            _ethtool_off(inner)
+            _run("ip", "link", "set", inner, "netns", relay_ns)
+            self.exec(relay_ns, "ip", "link", "set", inner, "arp", "off", "promisc", "on", "up")
+            if ns is not None:
+                _run("ip", "link", "set", outer, "netns", ns)
+            self.exec(ns, "ip", "addr", "add", f"{addr}/{net.prefixlen}", "dev", outer)
+            self.exec(ns, "ip", "link", "set", outer, "up")
+        proc = self.spawn(
+            relay_ns,
+            [sys.executable, str(IMPAIR_SCRIPT), "--a", inner_a, "--b", inner_b],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        link.relay = ImpairRelay(proc)
+        return link
+
+    def unlink(self, link: Link) -> None:
+        """Remove one link now (its relay namespace and process too)."""
+        if link.relay is not None and link.relay.proc.poll() is None:
+            link.relay.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                link.relay.proc.wait(2)
+        if link.relay_ns is not None and link.relay_ns in self.namespaces:
+            self.remove_netns(link.relay_ns)
+        for dev, ns in ((link.name_a, link.ns_a), (link.name_b, link.ns_b)):
+            self.exec(ns, "ip", "link", "delete", dev, check=False)
+        if link in self.links:
+            self.links.remove(link)
+
+    def remove_netns(self, ns: str) -> None:
+        """Delete one of our namespaces now: its processes are killed, and the links into it removed."""
+        if ns not in self.namespaces:
+            raise NetLabError(f"{ns} is not a namespace of this lab")
+        self.namespaces.remove(ns)
+        for link in [lk for lk in self.links if ns in (lk.ns_a, lk.ns_b)]:
+            self.unlink(link)
+        _kill_netns_pids(ns)
+        _run("ip", "netns", "delete", ns, check=False)
+
+    @property
+    def netem_available(self) -> bool:
+        """Whether this kernel has the netem qdisc (probed once)."""
+        if self._netem is None:
+            self._netem = self.qdisc_supported("netem")
+        return self._netem
+
+    def _relayed(self, link: Link) -> bool:
+        """Whether ``link`` is shaped by its relay rather than by qdiscs."""
+        return link.relay is not None and (self.impair == "relay" or not self.netem_available)
+
     def shape(
         self,
         link: Link,
@@ -234,11 +420,41 @@ class NetLab:
         rate_kbit: int | None = None,
         both: bool = True,
     ) -> None:
-        """Shape the link (both directions unless ``both=False``: then a→b only).
+        """Shape the link (both directions unless ``both=False``: then a→b only), replacing earlier shaping.
 
-        Loss and delay need ``tc netem`` (NetLabUnsupported when the kernel lacks sch_netem); a pure rate
-        limit uses ``tbf``, which every kernel with tc has.
+        Values apply to each direction: ``delay_ms=200`` both ways is a 400 ms round trip. An impairable
+        link without netem (or with ``impair="relay"``) is shaped by its relay: loss, delay, jitter (no
+        reordering) and rate. Otherwise loss and delay need ``tc netem`` (NetLabUnsupported when the
+        kernel lacks sch_netem); a pure rate limit uses ``tbf``, which every kernel with tc has.
         """
+        if (
+            loss_pct < 0
+            or loss_pct > 100
+            or delay_ms < 0
+            or jitter_ms < 0
+            or (rate_kbit is not None and rate_kbit <= 0)
+        ):
+            raise NetLabError(
+                f"bad shaping: loss {loss_pct} %, delay {delay_ms} ms, jitter {jitter_ms} ms, rate {rate_kbit}"
+            )
+        link.last_shape = {
+            "loss_pct": loss_pct,
+            "delay_ms": delay_ms,
+            "jitter_ms": jitter_ms,
+            "rate_kbit": rate_kbit,
+            "both": both,
+        }
+        if self._relayed(link):
+            assert link.relay is not None
+            profile = {
+                "loss_pct": loss_pct,
+                "delay_ms": delay_ms,
+                "jitter_ms": jitter_ms,
+                "rate_kbit": rate_kbit,
+            }
+            link.relay.command("clear")
+            link.relay.command("set", dir="both" if both else "ab", **profile, outage=link.cut)
+            return
         if loss_pct or delay_ms or jitter_ms:
             args = ["netem"]
             if delay_ms or jitter_ms:
@@ -262,20 +478,45 @@ class NetLab:
             link.shaped.add(dev)
 
     def outage(self, link: Link) -> None:
-        """Cut the link both ways until :meth:`unshape`: netem 100 % loss, or links down without netem.
+        """Cut the link both ways until :meth:`end_outage` (shaping comes back) or :meth:`unshape`.
 
-        With netem, packets vanish silently (like a cut cable far away); without it, both ends lose carrier
-        and local sends fail at once. Either way no packet crosses and TCP must recover afterwards.
+        Relay or netem (100 % loss): packets vanish silently, like a cable cut far away, and both ends keep
+        their carrier. A plain link without netem: both ends go down, so local sends fail at once. Either
+        way no packet crosses and TCP must recover afterwards.
         """
+        if self._relayed(link):
+            assert link.relay is not None
+            link.relay.command("set", outage=True)
+            link.cut = True
+            return
+        last = link.last_shape
         try:
             self.shape(link, loss_pct=100.0)
         except NetLabUnsupported:
             for dev, ns in ((link.name_a, link.ns_a), (link.name_b, link.ns_b)):
                 self.exec(ns, "ip", "link", "set", dev, "down")
             link.down = True
+        link.last_shape = last
+        link.cut = True
+
+    def end_outage(self, link: Link) -> None:
+        """End an :meth:`outage`; the shaping asked for before it (if any) is in force again."""
+        if self._relayed(link):
+            assert link.relay is not None
+            link.relay.command("set", outage=False)
+            link.cut = False
+            return
+        last = link.last_shape
+        self.unshape(link)
+        if last is not None:
+            self.shape(link, **last)
 
     def unshape(self, link: Link) -> None:
         """Remove shaping and outages from both ends of the link."""
+        link.last_shape = None
+        link.cut = False
+        if link.relay is not None and link.relay.proc.poll() is None:
+            link.relay.command("clear")
         for dev, ns in ((link.name_a, link.ns_a), (link.name_b, link.ns_b)):
             if dev in link.shaped:
                 self.exec(ns, "tc", "qdisc", "del", "dev", dev, "root", check=False)

@@ -111,6 +111,11 @@ class MediaService:
         """Register ``listener(MediaEvent)`` (function or coroutine)."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: MediaListener) -> None:
+        """Unregister a listener added with :meth:`add_listener` (no error if it is not there)."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     async def _emit(self, event: MediaEvent) -> None:
         for listener in list(self._listeners):
             try:
@@ -281,6 +286,14 @@ class MediaService:
         room_id = await self.control(name).create(room, options)
         rt.rooms[room_id] = options.secret
         return name, room_id
+
+    def track_room(self, node: str, room: int, secret: str | None) -> None:
+        """Count ``room`` as placed on ``node`` again (after recreating it), so its loss is reported."""
+        rt = self.nodes.get(node)
+        if rt is not None:
+            rt.rooms[room] = secret
+            if rt.control is not None:
+                rt.control.created[room] = secret
 
     async def destroy_room(self, node: str, room: int) -> None:
         """Destroy a room created with :meth:`create_room`."""

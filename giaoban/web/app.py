@@ -16,15 +16,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from giaoban import __version__
 from giaoban.conference.hub import Hub
+from giaoban.conference.quality import QualityMonitor
 from giaoban.conference.stage import stage_factory
 from giaoban.context import AppContext
 from giaoban.errors import DomainError
 from giaoban.media.service import MediaService
+from giaoban.media.turn import TurnService
 from giaoban.org.schemas import Health
 from giaoban.settings import Settings, get_settings
 from giaoban.web.api import audit as audit_api
 from giaoban.web.api import auth as auth_api
 from giaoban.web.api import io as io_api
+from giaoban.web.api import meetings as meetings_api
+from giaoban.web.api import quality as quality_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
 from giaoban.web.api import users as users_api
@@ -39,18 +43,27 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: A
 
 
 def create_app(
-    ctx: AppContext | None = None, settings: Settings | None = None, media: MediaService | None = None
+    ctx: AppContext | None = None,
+    settings: Settings | None = None,
+    media: MediaService | None = None,
+    turn: TurnService | None = None,
 ) -> FastAPI:
-    """The app. ``media`` (the Janus plane) is started and stopped with the app when given."""
+    """The app. ``media`` (the Janus plane) and ``turn`` (coturn, ICE servers) start and stop with it."""
     ctx = ctx or AppContext.from_settings(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if media is not None:
             await media.start()
+        if turn is not None:
+            await turn.start()
+        app.state.quality.start()
         try:
             yield
         finally:
+            await app.state.quality.stop()
+            if turn is not None:
+                await turn.stop()
             if media is not None:
                 await media.stop()
             ctx.db.dispose()
@@ -64,6 +77,10 @@ def create_app(
     app.state.ctx = ctx
     app.state.media = media
     app.state.hub = Hub(ctx, stage_factory=stage_factory(media) if media is not None else None)
+    app.state.quality = QualityMonitor(app.state.hub, lambda: media.events if media is not None else None)
+    app.state.turn = turn
+    if turn is not None and turn.enabled:
+        app.state.hub.ice_config = turn.ice_config
 
     # io first: its fixed paths (/units/export) must win over /units/{unit_id}.
     for router in (
@@ -73,6 +90,8 @@ def create_app(
         sites_api.router,
         users_api.router,
         audit_api.router,
+        meetings_api.router,
+        quality_api.router,
     ):
         app.include_router(router, prefix="/api/v1")
 
@@ -116,6 +135,10 @@ def create_app(
         database = await anyio.to_thread.run_sync(db_ok)
         media = await app.state.media.health() if app.state.media is not None else None
         status = "ok" if database == "ok" and (media is None or media.get("status") == "ok") else "degraded"
+        if turn is not None and media is not None:  # TURN is part of the media plane (docs/deploy.md)
+            media["turn"] = turn.health()
+            if media["turn"]["status"] not in ("ok", "off"):
+                status = "degraded"
         return Health(status=status, database=database, media=media)
 
     @app.post("/internal/janus/events", include_in_schema=False)
@@ -133,9 +156,14 @@ def create_app(
         return Response(status_code=200)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    from giaoban.web import pages, pages_meetings, ws
+    from giaoban.web import metrics, pages, pages_meetings, ws
+
+    app.include_router(metrics.router)
 
     app.include_router(ws.router)
+    from giaoban.web import ws_techcheck
+
+    app.include_router(ws_techcheck.router)
     app.include_router(pages.router)
     app.include_router(pages_meetings.router)
     return app

@@ -432,3 +432,66 @@ async def console_page(request: Request, caller: SignedIn, meeting_id: int) -> R
     )
     context = {"m": detail, "config": config, "host": host, "can_chair": access.chair}
     return render(request, "meeting_console.html", context, caller=caller, show_nav=False)
+
+
+@router.get("/meetings/{meeting_id:int}/control")
+async def control_page(request: Request, caller: SignedIn, meeting_id: int) -> Response:
+    """The control room's wall of connection health (giaoban/web/static/js/control.js)."""
+    access = await anyio.to_thread.run_sync(_access, request, caller, meeting_id)
+    if not access.console:
+        raise Forbidden(N_("Chỉ phòng điều hành (chủ trì, thư ký, điều hành Trung ương) mở được trang này."))
+    detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
+    if detail.status not in (*ROOM_OPEN, MeetingStatus.scheduled.value):
+        raise _Redirect(f"/meetings/{meeting_id}")
+    config = _live_config(request, detail)
+    return render(
+        request, "meeting_control.html", {"m": detail, "config": config}, caller=caller, show_nav=False
+    )
+
+
+# --- tech check ("kiểm tra kỹ thuật", giaoban.conference.techcheck) ---------------------------
+
+
+@router.get("/meetings/{meeting_id:int}/techcheck")
+async def techcheck_page(request: Request, caller: SignedIn, meeting_id: int, site: str = "") -> Response:
+    """A site's tech check (``?site=N``, js/techcheck.js), or the control room's readiness board."""
+    _ = translator(request)
+    access = await anyio.to_thread.run_sync(_access, request, caller, meeting_id)
+    detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
+    if detail.status in (MeetingStatus.ended.value, MeetingStatus.cancelled.value):
+        raise _Redirect(f"/meetings/{meeting_id}")
+    site_id = _int(site, 0, 0, 2**31 - 1)
+    if not site_id and not access.console and len(access.sites_as_site) == 1:
+        site_id = next(iter(access.sites_as_site))
+    w = _web(request, caller)
+    readiness = await meetings_api.get_readiness(request, w, meeting_id)
+    context: dict[str, Any] = {
+        "m": detail,
+        "statuses": {k: _(v) for k, v in STATUS_LABELS.items()},
+        "config": None,
+    }
+    if site_id:
+        if site_id not in access.sites_as_site:
+            raise Forbidden(N_("Tài khoản của bạn không vận hành điểm cầu này trong hội nghị."))
+        me = next(s for s in detail.sites if s.site_id == site_id)
+        mine = next(r for r in readiness.items if r.site_id == site_id)
+        config = {"meetingId": meeting_id, "siteId": site_id, "locale": _.locale, "last": mine.model_dump()}
+        context.update(site_name=me.name, config=config, last=mine)
+        return render(request, "meeting_techcheck.html", context, caller=caller, show_nav=False)
+    if not access.console:
+        raise Forbidden(N_("Chỉ phòng điều hành xem được tình trạng kỹ thuật của các điểm cầu."))
+    done = request.query_params.get("done", "")
+    context.update(board=readiness.items, done=_("Đã gửi đề nghị kiểm tra kỹ thuật.") if done else "")
+    return render(request, "meeting_techcheck.html", context, caller=caller)
+
+
+@router.post("/meetings/{meeting_id:int}/techcheck/request")
+async def techcheck_request(
+    request: Request, caller: SignedIn, meeting_id: int, csrf: FormStr = "", site_id: FormStr = ""
+) -> Response:
+    _check_csrf(request, caller, csrf)
+    target = _int(site_id, 0, 0, 2**31 - 1)
+    if not target:
+        raise DomainError(N_("Chưa chọn điểm cầu."), code="invalid_site")
+    await meetings_api.request_techcheck(request, _web(request, caller), meeting_id, target)
+    raise _Redirect(f"/meetings/{meeting_id}/techcheck?done=requested")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +34,29 @@ class Served:
     app: Any
     janus_url: str
     api_secret: str
+    site_bases: dict[str, str] = field(default_factory=dict)  # listen address → http://ADDR:PORT
 
 
 @contextmanager
-def serve_with_media(ctx: AppContext, ns: JanusNamespace, data_dir: Path) -> Iterator[Served]:
+def serve_with_media(
+    ctx: AppContext, ns: JanusNamespace, data_dir: Path, site_hosts: tuple[str, ...] = ()
+) -> Iterator[Served]:
+    """``site_hosts``: more addresses to listen on (a site namespace's root end), one socket each."""
     import uvicorn
 
     from giaoban.web.app import create_app
 
     clients = _listen("127.0.0.1")
     janus_side = _listen(ns.host_address)
+    sites = {host: _listen(host) for host in site_hosts}
     events_url = f"http://{ns.host_address}:{janus_side.getsockname()[1]}/internal/janus/events"
     settings = lab_janus_settings(ns, data_dir, stats_period=1)
     media = MediaService(settings, data_dir, event_backend_url=events_url)
     app = create_app(ctx, media=media)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [clients, janus_side]}, daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [clients, janus_side, *sites.values()]}, daemon=True
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 30
@@ -58,10 +65,16 @@ def serve_with_media(ctx: AppContext, ns: JanusNamespace, data_dir: Path) -> Ite
             time.sleep(0.05)
         assert settings.api_secret
         yield Served(
-            f"http://127.0.0.1:{clients.getsockname()[1]}", app, settings.local_ws_url, settings.api_secret
+            f"http://127.0.0.1:{clients.getsockname()[1]}",
+            app,
+            settings.local_ws_url,
+            settings.api_secret,
+            {host: f"http://{host}:{sock.getsockname()[1]}" for host, sock in sites.items()},
         )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         clients.close()
         janus_side.close()
+        for sock in sites.values():
+            sock.close()

@@ -6,8 +6,13 @@ real pages, with media on a real Janus in the lab namespace.
   microphone and join; every view shows the host;
 - Huế asks for the floor, the chair gives it: every other site (and the console) receives Huế's
   audio on a speaker slot (RTCPeerConnection.getStats: inbound-rtp audio bytes growing);
-- Cần Thơ switches its own microphone track on from the page (track.enabled = true, as a modified
-  browser would): it really sends audio, yet nobody receives a byte of it, and Janus keeps it muted;
+- lean publishing: a site without the floor sends only its lowest simulcast layer and no audio
+  (RTCPeerConnection.getStats of its outbound streams, per rid); once granted, its top layer and its
+  microphone come back and the other sites' speaker slot shows its top layer; after the turn it is
+  lean again. The host always sends everything;
+- Cần Thơ puts its own microphone back on its sender from the page (replaceTrack + enabled, as a
+  modified browser would): it really sends audio, yet nobody receives a byte of it, and Janus keeps
+  it muted;
 - the chair ends Huế's turn: Huế's audio stops everywhere;
 - the roll-call board counts 4 sites present.
 
@@ -169,6 +174,47 @@ def growth(page: Any, seconds: float = 1.5) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items()}
 
 
+# What a site's publishing PeerConnection sends: audio packets, and per simulcast rid video packets
+# and frame height.
+SENT = """async () => {
+  const pc = window.giaobanRoom.pub;
+  const out = {audio: 0, video: {}};
+  if (!pc) return out;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type !== "outbound-rtp") return;
+    if (r.kind === "audio") out.audio += r.packetsSent;
+    else out.video[r.rid || "-"] = [r.packetsSent, r.frameHeight || 0];
+  });
+  return out;
+}"""
+
+# Frame height received per video mid of the view.
+RECEIVED_HEIGHT = """async () => {
+  const app = window.giaobanRoom || window.giaobanConsole;
+  const out = {};
+  (await app.view.pc.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") out[r.mid] = r.frameHeight || 0;
+  });
+  return out;
+}"""
+
+
+def sending(page: Any, seconds: float = 1.5) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Audio packets, video packets per rid sent over ``seconds``, and each rid's frame height."""
+    before = page.evaluate(SENT)
+    time.sleep(seconds)
+    after = page.evaluate(SENT)
+    video = {rid: n - before["video"].get(rid, [0, 0])[0] for rid, (n, _h) in after["video"].items()}
+    heights = {rid: h for rid, (_n, h) in after["video"].items()}
+    return after["audio"] - before["audio"], video, heights
+
+
+def lean(page: Any) -> bool:
+    """Sends no audio, and video only on its lowest layer ("l")."""
+    audio, video, _heights = sending(page)
+    return audio == 0 and video.get("l", 0) > 0 and all(n == 0 for rid, n in video.items() if rid != "l")
+
+
 def slots_of(page: Any) -> dict[str, Any] | None:
     return page.evaluate(
         "() => { const r = window.giaobanRoom; const c = window.giaobanConsole;"
@@ -272,6 +318,13 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
         expect(hanoi.locator("#chat")).to_contain_text("Đã nhận, cảm ơn Hà Nội")
         expect(rooms["46"].locator("#chat")).not_to_contain_text("Hà Nội")  # private, both ways
 
+        # Lean publishing: every site without the floor sends its lowest layer only and no audio;
+        # the host sends all of it.
+        for code in ("01", "46", "92"):
+            wait_for(lambda p=rooms[code]: lean(p), f"{code} sending lean", every=0)
+        host_audio_sent, host_video_sent, _ = sending(rooms["TW"])
+        assert host_audio_sent > 0 and host_video_sent.get("h", 0) > 0, (host_audio_sent, host_video_sent)
+
         # Huế asks for the floor; the chair gives it from the queue.
         rooms["46"].get_by_role("button", name="Xin phát biểu").click()
         expect(rooms["46"].locator("#floor-state")).to_have_text("Đã đăng ký phát biểu — thứ tự 1")
@@ -291,11 +344,23 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
         # Huế does not hear itself.
         own = speaker_audio_mid(rooms["46"], hue)
         assert own is not None and growth(rooms["46"]).get(f"audio:{own}", 0) == 0
+        # Holding the floor, Huế sends its microphone and every layer; the speaker slots receive
+        # its top layer (Janus moves up to it once it arrives), not the wall's lowest.
+        audio_sent, video_sent, heights = sending(rooms["46"])
+        assert audio_sent > 0 and video_sent.get("h", 0) > 0, (audio_sent, video_sent)
+        hue_video = next(s["video"] for s in slots_of(rooms["01"])["speakers"] if s["site_id"] == hue)
+        wait_for(
+            lambda: rooms["01"].evaluate(RECEIVED_HEIGHT).get(hue_video, 0) == heights["h"],
+            f"Huế's top layer ({heights}) in Hà Nội's speaker slot",
+        )
+        assert heights["h"] > heights["l"], heights
 
-        # Cần Thơ switches its own microphone on from the page: it sends, nobody receives it.
+        # Cần Thơ puts its own microphone back from the page: it sends, nobody receives it.
         sent = rooms["92"].evaluate(
             """async () => {
-              const sender = window.giaobanRoom.pub.getSenders().find((s) => s.track && s.track.kind === "audio");
+              const room = window.giaobanRoom;
+              const sender = room.pub.getTransceivers().find((t) => t.receiver.track.kind === "audio").sender;
+              await sender.replaceTrack(room.local.getAudioTracks()[0]);
               sender.track.enabled = true;
               const bytes = async () => { let n = 0; (await window.giaobanRoom.pub.getStats()).forEach(
                 (r) => { if (r.type === "outbound-rtp" && r.kind === "audio") n += r.bytesSent; }); return n; };
@@ -329,6 +394,7 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
                 lambda p=page, m=mids[name]: growth(p, 0.7).get(f"audio:{m}", 0) == 0, f"Huế silent at {name}"
             )
         expect(rooms["46"].get_by_role("button", name="Xin phát biểu")).to_be_visible()
+        wait_for(lambda: lean(rooms["46"]), "Huế sending lean after its turn", every=0)
 
         # Roll call: the four sites are present.
         expect(chair.locator("#n-present")).to_have_text("4")

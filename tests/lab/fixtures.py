@@ -1,4 +1,5 @@
-"""Pytest fixtures: network namespaces, veth links, `tc netem`, and Janus running inside a namespace.
+"""Pytest fixtures: network namespaces, veth links, link shaping, Janus running inside a namespace, and
+"site" namespaces (a site behind a bad link, with Chromium inside).
 
 Everything is torn down by finalizers, by an atexit hook of the lab (interrupts, crashes), and by a sweep
 of leftovers of dead runs when the next lab starts. Tests only ever talk to addresses of links the lab
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,14 @@ __all__ = [
     "JanusNamespace",
     "LoopThread",
     "RunningJanus",
+    "SiteNamespace",
     "janus_ns",
     "janus_server",
     "lab_janus_settings",
     "loop_thread",
     "netem",
     "netlab",
+    "site_factory",
 ]
 
 T = TypeVar("T")
@@ -202,14 +206,19 @@ class Shaper:
         self._touched: list[Link] = []
 
     def shape(self, link: Link, **kwargs: Any) -> None:
-        """``tc netem`` on ``link`` (see NetLab.shape: loss_pct, delay_ms, jitter_ms, rate_kbit, both)."""
+        """NetLab.shape on ``link`` (loss_pct, delay_ms, jitter_ms, rate_kbit, both): netem, or the relay
+        of an impairable link on kernels without netem."""
         self._touched.append(link)
         self.lab.shape(link, **kwargs)
 
     def outage(self, link: Link) -> None:
-        """Drop everything on ``link`` until :meth:`restore`."""
+        """Drop everything on ``link`` until :meth:`end_outage` or :meth:`restore`."""
         self._touched.append(link)
         self.lab.outage(link)
+
+    def end_outage(self, link: Link) -> None:
+        """End the outage; the shaping asked for before it is in force again."""
+        self.lab.end_outage(link)
 
     def restore(self, link: Link) -> None:
         """Remove the shaping of ``link``."""
@@ -229,3 +238,124 @@ def netem(netlab: NetLab) -> Iterator[Shaper]:
         yield shaper
     finally:
         shaper.clear()
+
+
+CHROMIUM = Path(os.environ.get("GIAOBAN_CHROMIUM", "/usr/bin/chromium"))
+
+
+@dataclass(slots=True)
+class SiteNamespace:
+    """A site's own network namespace: its own Chromium, behind links that can be made bad.
+
+    Topology (made by :func:`site_factory`)::
+
+        root namespace (the app) ── app_link ── SITE ── janus_link ── Janus namespace
+                  (.1, app_address)         (.2)   (.2)          (.1, janus_address)
+
+    * ``app_link`` (a = the site, b = the root namespace): the app under test must listen on
+      ``app_address`` (the root end; never 0.0.0.0), the site's browser opens ``http://app_address:PORT``.
+    * ``janus_link`` (a = the site, b = the Janus namespace; None when made with ``janus=None``): Janus
+      gathers host candidates on every interface of its namespace, so it offers ``janus_address`` and the
+      site reaches it directly. A site made without it has no route to Janus at all (the TURN-only case:
+      give it another link, e.g. ``site.lab.link(site.name, turn_ns, impairable=True)``).
+    * Nothing is routed through the site or the root namespace (no forwarding, the root's sysctls are
+      untouched): each namespace only reaches the /24 of the links it sits on.
+    * Both links are impairable (unless ``impairable=False``): :meth:`shape`, :meth:`outage`,
+      :meth:`end_outage`, :meth:`unshape` act on both links (or on those passed as ``links=``); values are
+      per direction (``delay_ms=200`` both ways = 400 ms round trip). Shaping one link alone:
+      ``site.lab.shape(site.janus_link, ...)`` (and ``site.lab.outage(site.app_link)``, ...).
+    * Chromium inside: ``browser_type.launch(executable_path=str(site.chromium_executable(dir)),
+      args=[..., *site.chromium_args(origin)])`` — a wrapper script runs ``ip netns exec SITE chromium``;
+      the args let getUserMedia work on the plain-http origin (not a secure context otherwise).
+
+    Removed at the end of the test (namespace, links, relays and every process inside, Chromium too).
+    """
+
+    lab: NetLab
+    name: str
+    app_link: Link
+    janus_link: Link | None = None
+
+    @property
+    def address(self) -> str:
+        """The site's address on the app link."""
+        return self.app_link.addr_a
+
+    @property
+    def app_address(self) -> str:
+        """Root-namespace end of the app link: where the app must listen for this site."""
+        return self.app_link.addr_b
+
+    @property
+    def janus_address(self) -> str:
+        """Janus's address on the site's media link."""
+        if self.janus_link is None:
+            raise ValueError(f"site {self.name} has no link to Janus")
+        return self.janus_link.addr_b
+
+    @property
+    def links(self) -> list[Link]:
+        return [self.app_link] + ([self.janus_link] if self.janus_link else [])
+
+    def shape(self, links: list[Link] | None = None, **kwargs: Any) -> None:
+        """NetLab.shape on each link (loss_pct, delay_ms, jitter_ms, rate_kbit, both)."""
+        for link in links or self.links:
+            self.lab.shape(link, **kwargs)
+
+    def outage(self, links: list[Link] | None = None) -> None:
+        """Cut the links silently (carrier stays up) until :meth:`end_outage`."""
+        for link in links or self.links:
+            self.lab.outage(link)
+
+    def end_outage(self, links: list[Link] | None = None) -> None:
+        """End the cut; the shaping from before it is in force again."""
+        for link in links or self.links:
+            self.lab.end_outage(link)
+
+    def unshape(self, links: list[Link] | None = None) -> None:
+        for link in links or self.links:
+            self.lab.unshape(link)
+
+    def chromium_executable(self, directory: Path, chromium: Path = CHROMIUM) -> Path:
+        """Write (in ``directory``) an executable that runs Chromium inside this namespace."""
+        ip = shutil.which("ip") or "/usr/sbin/ip"
+        script = directory / f"chromium-{self.name}"
+        script.write_text(f'#!/bin/sh\nexec {ip} netns exec {self.name} {chromium} "$@"\n')
+        script.chmod(0o755)
+        return script
+
+    @staticmethod
+    def chromium_args(origin: str) -> list[str]:
+        """Flags that make ``origin`` (``http://ADDR:PORT``) a secure context, so getUserMedia works."""
+        return [f"--unsafely-treat-insecure-origin-as-secure={origin}"]
+
+    def close(self) -> None:
+        """Remove the namespace, its links and relays, and every process in it."""
+        if self.name in self.lab.namespaces:
+            self.lab.remove_netns(self.name)
+
+
+@pytest.fixture
+def site_factory(netlab: NetLab) -> Iterator[Callable[..., SiteNamespace]]:
+    """``site_factory(role="site", janus=None, impairable=True) -> SiteNamespace``; see SiteNamespace.
+
+    Pass ``janus=janus_ns`` for a media link to the Janus namespace. Every site is removed at the end
+    of the test.
+    """
+    made: list[SiteNamespace] = []
+
+    def make(
+        role: str = "site", *, janus: JanusNamespace | None = None, impairable: bool = True
+    ) -> SiteNamespace:
+        name = netlab.netns(role)
+        site = SiteNamespace(netlab, name, netlab.link(name, None, impairable=impairable))
+        made.append(site)
+        if janus is not None:
+            site.janus_link = netlab.link(name, janus.name, impairable=impairable)
+        return site
+
+    try:
+        yield make
+    finally:
+        for site in made:
+            site.close()

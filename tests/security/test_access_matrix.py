@@ -23,7 +23,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -33,6 +33,8 @@ from sqlalchemy import select
 
 from giaoban.audit.log import AuditLog
 from giaoban.audit.models import AuditEntry
+from giaoban.conference import meetings as meeting_svc
+from giaoban.conference.models import Invitation, Meeting
 from giaoban.context import AppContext
 from giaoban.db import Database
 from giaoban.org.access import ROLE_PERMS, SITE_PINNED
@@ -174,7 +176,106 @@ class AnyOf:
         return " or ".join(map(str, self.needs))
 
 
-Need = OnUnit | OnSite | OnUser | AtRoot | AnyOf
+# --- meetings: who may do what is written out here too (never read from giaoban.conference.access)
+
+CONSOLE = frozenset({"admin", "central_operator", "chair", "secretary"})  # the control room
+MANAGE = frozenset({"admin", "central_operator"})  # schedule, invite, move through the lifecycle
+CHAIRS = frozenset({"admin", "central_operator", "chair"})  # the chair (if it is theirs) runs it
+SITE_RUN = frozenset({"admin", "central_operator", "site_operator"})  # run an invited site's room
+HOST_DESK = frozenset({"chair", "secretary"})  # at the host site: run the host's room
+
+
+@dataclass(frozen=True)
+class MeetingFacts:
+    owner_path: str
+    host_site_id: int
+    chair_user_id: int | None
+    sites: tuple[tuple[int, str], ...]  # invited (site id, unit path)
+
+
+def meeting_facts(w: World, meeting_id: int) -> MeetingFacts:
+    with w.ctx.db.session() as s:
+        m = s.get(Meeting, meeting_id)
+        assert m is not None
+        owner = s.execute(select(Unit.path).where(Unit.id == m.owner_unit_id)).scalar_one()
+        sites = s.execute(
+            select(Site.id, Unit.path)
+            .join(Unit, Unit.id == Site.unit_id)
+            .join(Invitation, Invitation.site_id == Site.id)
+            .where(Invitation.meeting_id == meeting_id)
+        ).all()
+        return MeetingFacts(owner, m.host_site_id, m.chair_user_id, tuple((i, p) for i, p in sites))
+
+
+def role_over(p: Policy, a: Actor, roles: frozenset[str], path: str, site_id: int | None = None) -> bool:
+    """``a``'s one role is in ``roles`` over ``path``; a role pinned to a site covers that site only."""
+    if a.role not in roles or a.unit is None or not path.startswith(p.root_path(a)):
+        return False
+    return a.site is None or site_id == p.pinned_site(a)
+
+
+def meeting_can(p: Policy, a: Actor, what: str, f: MeetingFacts) -> bool:
+    console = role_over(p, a, CONSOLE, f.owner_path)
+    manage = role_over(p, a, MANAGE, f.owner_path)
+    if what == "console":
+        return console
+    if what == "manage":
+        return manage
+    if what == "chair":
+        mine = f.chair_user_id is None or f.chair_user_id == p.w.user_id(a.username)
+        return manage or (mine and role_over(p, a, CHAIRS, f.owner_path))
+    as_site = any(
+        role_over(p, a, SITE_RUN, path, sid)
+        or (sid == f.host_site_id and role_over(p, a, HOST_DESK, path, sid))
+        for sid, path in f.sites
+    )
+    if what.startswith("site "):  # act as that one invited site
+        sid = int(what.split()[1])
+        return any(
+            s == sid
+            and (
+                role_over(p, a, SITE_RUN, path, s)
+                or (s == f.host_site_id and role_over(p, a, HOST_DESK, path, s))
+            )
+            for s, path in f.sites
+        )
+    assert what == "see"
+    return console or as_site
+
+
+@dataclass(frozen=True)
+class InMeeting:
+    """``see`` (console or one of its sites), ``console``, ``chair`` or ``manage`` in a meeting."""
+
+    what: str
+    meeting_id: int
+
+    def holds(self, p: Policy, a: Actor) -> bool:
+        return meeting_can(p, a, self.what, meeting_facts(p.w, self.meeting_id))
+
+    def __str__(self) -> str:
+        return f"{self.what} in meeting {self.meeting_id}"
+
+
+@dataclass(frozen=True)
+class ManageAt:
+    """A scheduler's role (admin, central operator) over a unit, or over a site's unit."""
+
+    unit_id: int | None = None
+    site_id: int | None = None
+
+    def holds(self, p: Policy, a: Actor) -> bool:
+        path = p.w.unit_path(self.unit_id) if self.unit_id is not None else None
+        if path is None:
+            assert self.site_id is not None
+            path = p.w.site_unit_path(self.site_id)
+        return role_over(p, a, MANAGE, path)
+
+    def __str__(self) -> str:
+        return f"schedule at {'unit ' + str(self.unit_id) if self.unit_id else 'site ' + str(self.site_id)}"
+
+
+Need = OnUnit | OnSite | OnUser | AtRoot | AnyOf | InMeeting | ManageAt
 
 
 @dataclass
@@ -574,6 +675,209 @@ def listing(
     return build
 
 
+# Meetings to play with, by who organizes them, where the host is and which sites are invited.
+MEETINGS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "own": (OWN, OWN, ()),
+    "other": (OTHER, OTHER, ()),
+    "central, own site invited": (ROOT, ROOT, (OWN,)),
+    "central, other site invited": (ROOT, ROOT, (OTHER,)),
+    "other, own site invited": (OTHER, OTHER, (OWN,)),
+    "central, own site hosts": (ROOT, OWN, (OTHER,)),
+}
+
+
+def new_meeting(w: World, case: str, chair: int | None = None) -> int:
+    owner, host, invited = MEETINGS[case]
+    with w.ctx.db.session() as session:
+        tx = w._tx(session)
+        spec = meeting_svc.MeetingSpec(
+            title=f"Giao ban thử {w.seq()}",
+            kind="briefing",
+            starts_at=datetime(2030, 1, 2, 8, 0),
+            ends_at=datetime(2030, 1, 2, 11, 0),
+            owner_unit_id=session.execute(select(Unit.id).where(Unit.code == owner)).scalar_one(),
+            host_site_id=session.execute(select(Site.id).where(Site.code == host)).scalar_one(),
+            chair_user_id=chair,
+            invite=meeting_svc.InviteSpec(
+                site_ids=list(session.execute(select(Site.id).where(Site.code.in_(invited))).scalars())
+            ),
+        )
+        return meeting_svc.create_meeting(tx, spec).id
+
+
+def meetings_seen(status: str | None = None) -> Callable[[Policy, Actor], set[Any] | int]:
+    def rows(p: Policy, a: Actor) -> set[Any] | int:
+        with p.w.ctx.db.session() as s:
+            ids = list(s.execute(select(Meeting.id, Meeting.status)).all())
+        return {i for i, st in ids if (status is None or st == status) and InMeeting("see", i).holds(p, a)}
+
+    return rows
+
+
+def meeting_listing(**params: Any) -> Callable[[World], Listing]:
+    def build(w: World) -> Listing:
+        for case in MEETINGS:
+            new_meeting(w, case)
+        return Listing("/api/v1/meetings", meetings_seen(params.get("status")), dict(params))
+
+    return build
+
+
+def meeting_read(case: str, suffix: str = "", what: str = "see") -> Callable[[World], Call]:
+    """A read of one meeting: hidden (404) from whoever cannot see it; ``what`` beyond seeing it
+    (the roll call needs the console) is refused 403 to those who see it."""
+
+    def build(w: World) -> Call:
+        mid = new_meeting(w, case)
+        return Call(
+            "GET",
+            f"/api/v1/meetings/{mid}{suffix}",
+            (InMeeting(what, mid),),
+            (InMeeting("see", mid),) if what != "see" else (),
+            returns_id=None if suffix else mid,
+        )
+
+    return build
+
+
+def meeting_create(owner: str, host: str, invite: tuple[str, ...] = ()) -> Callable[[World], Call]:
+    """Scheduling needs a scheduler's role over the organizing unit, the host site and every invited
+    site; a site out of scope is refused like one that does not exist (409)."""
+
+    def build(w: World) -> Call:
+        oid, host_id = w.unit_id(owner), w.site_id(host)
+        sites = [w.site_id(code) for code in invite]
+        needs: tuple[Need, ...] = (ManageAt(unit_id=oid), ManageAt(site_id=host_id))
+        needs += tuple(ManageAt(site_id=sid) for sid in sites)
+        return Call(
+            "POST",
+            "/api/v1/meetings",
+            needs,
+            (OnUnit(UR, oid),),
+            json={
+                "title": f"Hội nghị mới {w.seq()}",
+                "starts_at": "2030-02-01T08:00:00",
+                "ends_at": "2030-02-01T11:00:00",
+                "owner_unit_id": oid,
+                "host_site_id": host_id,
+                "invite": {"site_ids": sites},
+            },
+            ok=201,
+            refused=None if owner == host and not invite else frozenset({403, 404, 409}),
+        )
+
+    return build
+
+
+def meeting_invite(case: str, invite: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        mid, sid = new_meeting(w, case), w.site_id(invite)
+        scoped = MEETINGS[case][0] == invite
+        return Call(
+            "PUT",
+            f"/api/v1/meetings/{mid}/invitations",
+            (InMeeting("manage", mid), ManageAt(site_id=sid)),
+            (InMeeting("see", mid),),
+            json={"site_ids": [sid]},
+            refused=None if scoped else frozenset({403, 404, 409}),
+            returns_id=mid,
+        )
+
+    return build
+
+
+def meeting_status(case: str, another_chair: bool = False) -> Callable[[World], Call]:
+    """Opening a meeting: its chair (a chair of the organizing unit when none is named), or a
+    scheduler; ``another_chair`` names a chair who is none of the actors."""
+
+    def build(w: World) -> Call:
+        mid = new_meeting(w, case, w.new_user(("chair", ROOT)) if another_chair else None)
+        return Call(
+            "POST",
+            f"/api/v1/meetings/{mid}/status",
+            (InMeeting("chair", mid),),
+            (InMeeting("see", mid),),
+            json={"status": "open"},
+            returns_id=mid,
+        )
+
+    return build
+
+
+# The control room's quality wall (giaoban/web/api/quality.py): the console only.
+
+
+def quality_history(case: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        mid = new_meeting(w, case)
+        host = meeting_facts(w, mid).host_site_id
+        url = f"/api/v1/meetings/{mid}/quality/{host}/history"
+        return Call("GET", url, (InMeeting("console", mid),), (InMeeting("see", mid),))
+
+    return build
+
+
+def alert_ack(case: str) -> Callable[[World], Call]:
+    """An open meeting with one alert in its log (a dropped host site): the console acknowledges it."""
+
+    def build(w: World) -> Call:
+        from giaoban.conference.lifecycle import MeetingStatus
+        from giaoban.conference.models import MeetingRecord
+
+        mid = new_meeting(w, case)
+        host = meeting_facts(w, mid).host_site_id
+        with w.ctx.db.session() as session:
+            meeting_svc.transition(w._tx(session), mid, MeetingStatus.open)
+            session.add(
+                MeetingRecord(
+                    meeting_id=mid,
+                    seq=1,
+                    at=1.0,
+                    kind="alert",
+                    site_id=host,
+                    user="",
+                    data={"rule": "dropped", "action": "raise"},
+                )
+            )
+        url = f"/api/v1/meetings/{mid}/alerts/1/ack"
+        return Call("POST", url, (InMeeting("console", mid),), (InMeeting("see", mid),))
+
+    return build
+
+
+READY = {"status": "ready", "camera": True, "mic_level": 0.4, "echo_rtt_ms": 12.5, "bandwidth_kbps": 900}
+
+
+def techcheck_submit(case: str, site: str) -> Callable[[World], Call]:
+    """A tech check result: only for a site the caller runs in that meeting."""
+
+    def build(w: World) -> Call:
+        mid, sid = new_meeting(w, case), w.site_id(site)
+        url = f"/api/v1/meetings/{mid}/sites/{sid}/techcheck"
+        return Call("POST", url, (InMeeting(f"site {sid}", mid),), (InMeeting("see", mid),), json=READY)
+
+    return build
+
+
+def techcheck_request(case: str, site: str) -> Callable[[World], Call]:
+    """The control room asks one of the meeting's sites for a tech check."""
+
+    def build(w: World) -> Call:
+        mid, sid = new_meeting(w, case), w.site_id(site)
+        url = f"/api/v1/meetings/{mid}/sites/{sid}/techcheck/request"
+        return Call("POST", url, (InMeeting("console", mid),), (InMeeting("see", mid),))
+
+    return build
+
+
+def techcheck_board(case: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        mid = new_meeting(w, case)
+        return Call("GET", f"/api/v1/meetings/{mid}/techcheck", (InMeeting("see", mid),))
+
+    return build
+
+
 # --- the matrix ------------------------------------------------------------------------------------
 
 ROUTES: dict[str, Route] = {
@@ -724,6 +1028,73 @@ ROUTES: dict[str, Route] = {
     ),
     # audit
     "GET /api/v1/audit": Route(LIST, {"all": listing("/api/v1/audit", audit_seen)}),
+    # meetings
+    "GET /api/v1/meetings": Route(
+        LIST, {"all": meeting_listing(), "scheduled": meeting_listing(status="scheduled")}
+    ),
+    "GET /api/v1/meetings/{meeting_id}": Route(READ, {c: meeting_read(c) for c in MEETINGS}),
+    "GET /api/v1/meetings/{meeting_id}/ics": Route(READ, {c: meeting_read(c, "/ics") for c in MEETINGS}),
+    "GET /api/v1/meetings/{meeting_id}/attendance.xlsx": Route(
+        READ, {c: meeting_read(c, "/attendance.xlsx", "console") for c in MEETINGS}
+    ),
+    # the control room's quality wall
+    "GET /api/v1/meetings/{meeting_id}/quality": Route(
+        READ, {c: meeting_read(c, "/quality", "console") for c in MEETINGS}
+    ),
+    "GET /api/v1/meetings/{meeting_id}/quality/{site_id}/history": Route(
+        READ, {c: quality_history(c) for c in MEETINGS}
+    ),
+    "POST /api/v1/meetings/{meeting_id}/alerts/{alert_id}/ack": Route(
+        WRITE, {c: alert_ack(c) for c in MEETINGS}
+    ),
+    "POST /api/v1/meetings": Route(
+        WRITE,
+        {
+            "own": meeting_create(OWN, OWN),
+            "other": meeting_create(OTHER, OTHER),
+            "own, hosted by other": meeting_create(OWN, OTHER),
+            "own, inviting other": meeting_create(OWN, OWN, (OTHER,)),
+            "central": meeting_create(ROOT, ROOT, (OWN, OTHER)),
+        },
+    ),
+    "PUT /api/v1/meetings/{meeting_id}/invitations": Route(
+        WRITE,
+        {
+            "own": meeting_invite("own", OWN),
+            "other": meeting_invite("other", OTHER),
+            "own, inviting other": meeting_invite("own", OTHER),
+            "other, own site invited": meeting_invite("other, own site invited", OTHER),
+        },
+    ),
+    "GET /api/v1/meetings/{meeting_id}/techcheck": Route(READ, {c: techcheck_board(c) for c in MEETINGS}),
+    "POST /api/v1/meetings/{meeting_id}/sites/{site_id}/techcheck": Route(
+        WRITE,
+        {
+            "own": techcheck_submit("own", OWN),
+            "other": techcheck_submit("other", OTHER),
+            "central, own site": techcheck_submit("central, own site invited", OWN),
+            "central, as the host": techcheck_submit("central, own site invited", ROOT),
+            "central, own site hosts, as the other site": techcheck_submit("central, own site hosts", OTHER),
+        },
+    ),
+    "POST /api/v1/meetings/{meeting_id}/sites/{site_id}/techcheck/request": Route(
+        WRITE,
+        {
+            "own": techcheck_request("own", OWN),
+            "other": techcheck_request("other", OTHER),
+            "central, own site": techcheck_request("central, own site invited", OWN),
+            "other, own site": techcheck_request("other, own site invited", OWN),
+        },
+    ),
+    "POST /api/v1/meetings/{meeting_id}/status": Route(
+        WRITE,
+        {
+            **{c: meeting_status(c) for c in MEETINGS},
+            "central, chaired by someone else": meeting_status(
+                "central, own site invited", another_chair=True
+            ),
+        },
+    ),
 }
 
 
@@ -800,8 +1171,10 @@ def _check_call(w: World, p: Policy, actor: Actor, case: str, kind: str, call: C
     where = f"{actor.name} · {case} · {call.method} {call.url}"
     if all(n.holds(p, actor) for n in call.needs):
         outcome, statuses = "allowed", {call.ok}
-    elif kind == READ:
+    elif kind == READ and not (call.visible and all(n.holds(p, actor) for n in call.visible)):
         outcome, statuses = "hidden", {404}
+    elif kind == READ:
+        outcome, statuses = "forbidden", {403}
     elif call.refused is not None:
         outcome, statuses = "refused", set(call.refused)
     elif all(n.holds(p, actor) for n in call.visible):
@@ -919,11 +1292,12 @@ def test_nobody_changes_their_own_roles_or_locks_themselves(world: World) -> Non
 
 def test_every_api_route_but_login_needs_a_login(world: World) -> None:
     unit, site, user = world.unit_id(OWN), world.site_id(OWN), world.user_id("chutri")
+    meeting = new_meeting(world, "own")
     for route in sorted(api_routes(world.client.app)):
         if route == "POST /api/v1/auth/login":
             continue
         method, path = route.split(" ", 1)
-        url = path.format(unit_id=unit, site_id=site, user_id=user)
+        url = path.format(unit_id=unit, site_id=site, user_id=user, meeting_id=meeting, alert_id=1)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             r = world.client.request(method, url, headers=headers)
             assert r.status_code == 401, f"{route} with {headers}: {r.status_code} {r.text[:200]}"

@@ -56,6 +56,20 @@ def _strong(password: Any, username: str = "") -> bool:
     return True
 
 
+def _ends_after_start(body: dict[str, Any]) -> bool:
+    """A meeting ends after it starts (naive times are Vietnam's local time)."""
+    from datetime import datetime
+
+    from giaoban.conference.meetings import to_utc_naive
+
+    try:
+        starts = to_utc_naive(datetime.fromisoformat(str(body["starts_at"]).replace("Z", "+00:00")))
+        ends = to_utc_naive(datetime.fromisoformat(str(body["ends_at"]).replace("Z", "+00:00")))
+    except (KeyError, ValueError):
+        return True
+    return ends > starts
+
+
 def _domain_valid(case: schemathesis.Case) -> bool:
     """The request-content rules a JSON schema cannot express (each answered 400 by the app)."""
     body = case.body if isinstance(case.body, dict) else {}
@@ -80,6 +94,14 @@ def _domain_valid(case: schemathesis.Case) -> bool:
             return False
         if body.get("target_id") in (body.get("source_ids") or []):
             return False
+    if route == "POST /api/v1/meetings" and not _ends_after_start(body):
+        return False
+    if route == "POST /api/v1/meetings/{meeting_id}/sites/{site_id}/techcheck":
+        # "ready" needs a camera and a measured echo; "failed" needs a reason.
+        if body.get("status") == "ready" and (not body.get("camera") or body.get("echo_rtt_ms") is None):
+            return False
+        if body.get("status") == "failed" and not str(body.get("reason", "")).strip():
+            return False
     # Without keep_source a unit splits into at least two parts.
     if route == "POST /api/v1/units/{unit_id}/split" and not body.get("keep_source"):
         return len(body.get("parts") or []) >= 2
@@ -90,7 +112,7 @@ def _known_kinds(case: schemathesis.Case) -> schemathesis.Case:
     """Unit kinds are the installation's list (settings.extra_unit_kinds adds to it), so the document
     cannot enumerate them; valid requests use one of the built-in kinds."""
     body = case.body if isinstance(case.body, dict) else None
-    if body is None:
+    if body is None or case.operation.path.startswith("/api/v1/meetings"):  # a meeting's kind is not a unit's
         return case
     holders = [body, body.get("new_target")]
     holders += body.get("parts") if isinstance(body.get("parts"), list) else []

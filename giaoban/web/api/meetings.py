@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,8 +13,10 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from giaoban.conference import meetings as svc
+from giaoban.conference import techcheck
 from giaoban.conference.access import (
     CONSOLE_ROLES,
+    HOST_ROLES,
     MANAGE_ROLES,
     SITE_ROLES,
     MeetingAccess,
@@ -32,15 +34,15 @@ from giaoban.conference.schemas import (
     MeetingOut,
     StatusIn,
 )
-from giaoban.errors import Forbidden, NotFound
+from giaoban.errors import Conflict, Forbidden, NotFound
 from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit
 from giaoban.org.schemas import Page
 from giaoban.org.units import in_any_subtree
-from giaoban.web.api.common import ERRORS, Limit, Offset, PathId
+from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 
-router = APIRouter(prefix="/meetings", tags=["meetings"], responses=ERRORS)
+router = APIRouter(prefix="/meetings", tags=["meetings"], responses=ERRORS, route_class=ApiRoute)
 
 
 def _access(w: Web, meeting_id: int) -> MeetingAccess:
@@ -100,6 +102,8 @@ def list_meetings(
     console_paths = [g.unit_path for g in p.grants if g.role in CONSOLE_ROLES]
     site_paths = [g.unit_path for g in p.grants if g.role in SITE_ROLES and g.site_id is None]
     pinned = [g.site_id for g in p.grants if g.role in SITE_ROLES and g.site_id is not None]
+    # The chair's desk at the host site runs the host's room (meeting_access): list those too.
+    host_paths = [g.unit_path for g in p.grants if g.role in HOST_ROLES and g.site_id is None]
     with w.read() as session:
         invited = (
             select(Invitation.id)
@@ -107,7 +111,11 @@ def list_meetings(
             .join(Unit, Unit.id == Site.unit_id)
             .where(
                 Invitation.meeting_id == Meeting.id,
-                or_(in_any_subtree(Unit.path, site_paths), Site.id.in_(pinned)),
+                or_(
+                    in_any_subtree(Unit.path, site_paths),
+                    Site.id.in_(pinned),
+                    (Site.id == Meeting.host_site_id) & in_any_subtree(Unit.path, host_paths),
+                ),
             )
         )
         owner = select(Unit.id).where(
@@ -139,6 +147,13 @@ def create_meeting(w: Annotated[Web, Depends(web)], body: MeetingIn) -> MeetingD
         if not holds(w.principal, MANAGE_ROLES, owner.path):
             raise Forbidden("Chỉ điều hành Trung ương hoặc quản trị được lên lịch hội nghị của đơn vị này.")
         scope = [g.unit_path for g in w.principal.grants if g.role in MANAGE_ROLES]
+        # The host site is invited with the meeting: it must lie in the scheduler's scope like every
+        # other invited site (refused exactly like a host that does not exist).
+        host_path = tx.session.execute(
+            select(Unit.path).join(Site, Site.unit_id == Unit.id).where(Site.id == body.host_site_id)
+        ).scalar_one_or_none()
+        if host_path is None or not any(host_path.startswith(path) for path in scope):
+            raise Conflict("Điểm cầu chính không hợp lệ.", code="invalid_host_site")
         spec = svc.MeetingSpec(
             title=body.title,
             kind=body.kind,
@@ -176,8 +191,9 @@ def set_invitations(w: Annotated[Web, Depends(web)], meeting_id: PathId, body: I
         svc.set_invitations(
             tx, meeting_id, svc.InviteSpec(body.site_ids, body.under_unit_ids, body.unit_kinds), scope
         )
+    access = _access(w, meeting_id)  # before the read: on SQLite two sessions must not nest
     with w.read() as session:
-        return _detail(session, svc.get_meeting(session, meeting_id), _access(w, meeting_id))
+        return _detail(session, svc.get_meeting(session, meeting_id), access)
 
 
 @router.post("/{meeting_id}/status", response_model=MeetingOut, summary="Open, start, end or cancel")
@@ -244,3 +260,89 @@ async def attendance_xlsx(request: Request, w: Annotated[Web, Depends(web)], mee
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f'attachment; filename="diem-danh-{meeting_id}.xlsx"'},
     )
+
+
+# --- tech checks ("kiểm tra kỹ thuật") -----------------------------------------------------------
+
+
+async def _live_access(request: Request, w: Web, meeting_id: int) -> tuple[MeetingAccess, Any]:
+    """The caller's access and the meeting's live room (loaded from its records if need be)."""
+    access = await anyio.to_thread.run_sync(_access, w, meeting_id)
+    if access.status in (MeetingStatus.ended, MeetingStatus.cancelled):
+        raise Conflict("Hội nghị đã kết thúc.", code="meeting_closed")
+    return access, await request.app.state.hub.room(meeting_id)
+
+
+def _invited(room: Any, site_id: int) -> dict[str, Any]:
+    site = room.live.sites.get(site_id)
+    if site is None:
+        raise NotFound(f"Điểm cầu {site_id} không được mời dự hội nghị này.", code="site_not_invited")
+    return dict(site.to_json())
+
+
+async def _apply(request: Request, meeting_id: int) -> Any:
+    hub = request.app.state.hub
+
+    async def apply(record: Any) -> Any:
+        applied = await hub.record(meeting_id, record)
+        if applied is None:
+            raise Conflict("Hội nghị đã kết thúc.", code="meeting_closed")
+        return applied
+
+    return apply
+
+
+@router.get(
+    "/{meeting_id}/techcheck",
+    response_model=techcheck.Readiness,
+    summary="Tech check readiness of the sites I can see (all of them from the console)",
+)
+async def get_readiness(request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId) -> Any:
+    access = await anyio.to_thread.run_sync(_access, w, meeting_id)
+    room = await request.app.state.hub.room(meeting_id)
+    sites = [
+        techcheck.readiness(site.to_json())
+        for sid in room.live.order
+        if access.console or sid in access.sites_as_site
+        for site in [room.live.sites[sid]]
+    ]
+    return techcheck.Readiness(items=sites)
+
+
+@router.post(
+    "/{meeting_id}/sites/{site_id}/techcheck",
+    response_model=techcheck.SiteReadiness,
+    summary="A site reports its tech check (its own site only)",
+)
+async def submit_techcheck(
+    request: Request,
+    w: Annotated[Web, Depends(web)],
+    meeting_id: PathId,
+    site_id: PathId,
+    body: techcheck.TechCheckIn,
+) -> Any:
+    access, room = await _live_access(request, w, meeting_id)
+    _invited(room, site_id)
+    if site_id not in access.sites_as_site:
+        raise Forbidden("Bạn không vận hành điểm cầu này trong hội nghị.")
+    result = body.check()
+    now = request.app.state.hub.clock()
+    await techcheck.store(await _apply(request, meeting_id), now, site_id, w.principal.username, result)
+    return techcheck.readiness(_invited(room, site_id))
+
+
+@router.post(
+    "/{meeting_id}/sites/{site_id}/techcheck/request",
+    response_model=techcheck.SiteReadiness,
+    summary="The control room asks a site to run its tech check",
+)
+async def request_techcheck(
+    request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId, site_id: PathId
+) -> Any:
+    access, room = await _live_access(request, w, meeting_id)
+    if not access.console:
+        raise Forbidden("Chỉ phòng điều hành được đề nghị điểm cầu kiểm tra kỹ thuật.")
+    _invited(room, site_id)
+    now = request.app.state.hub.clock()
+    await techcheck.ask(await _apply(request, meeting_id), now, site_id, w.principal.username)
+    return techcheck.readiness(_invited(room, site_id))

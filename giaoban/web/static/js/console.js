@@ -37,6 +37,27 @@ function showError(text) {
   errorBox.hidden = !text;
 }
 
+// Recovery steps of the console's own media (docs/protocol.md "Recovery").
+const mediaState = $("media-state");
+let mediaStep = null;
+let mediaStepTimer = null;
+
+function showMediaStep(step) {
+  mediaStep = step;
+  clearTimeout(mediaStepTimer);
+  if (!mediaState) return;
+  const text = {
+    restarting: S.mediaRestarting,
+    replacing: S.mediaReplacing,
+    reset: S.mediaReset,
+    recovered: S.mediaRecovered,
+  }[step];
+  mediaState.textContent = text ?? "";
+  mediaState.hidden = !text;
+  mediaState.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
+  if (step === "recovered") mediaStepTimer = setTimeout(() => showMediaStep(null), 8000);
+}
+
 async function act(type, payload = {}) {
   try {
     const result = await socket.send(type, payload);
@@ -68,6 +89,7 @@ const socket = new LiveSocket({
     render(state);
     if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (!wall && !wallBusy && state.order.some((id) => state.site(id)?.publishing)) openWall(wallPage);
+    if (view && ["replacing", "reset"].includes(mediaStep)) showMediaStep("recovered");
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
       dropMedia();
@@ -80,6 +102,11 @@ const socket = new LiveSocket({
       const sub = msg.target === "wall" ? wall : view;
       sub?.renegotiate(msg.jsep).catch(console.warn);
     } else if (msg.type === "chat.private") addPrivate(msg.message);
+    else if (msg.type === "media.reset") {
+      // The media server restarted: subscribe again once the host publishes (onState).
+      showMediaStep("reset");
+      dropMedia();
+    }
   },
 });
 socket.connect();
@@ -128,7 +155,7 @@ async function subscribeView() {
       const video = slot === slots.host ? hostVideo : speakersBox.querySelector(`video[data-mid="${slot.video}"]`);
       if (video && video.srcObject !== stream) video.srcObject = stream;
       play();
-    }, failed);
+    }, failed, showMediaStep);
     await view.start(result.jsep);
     showSlots(result.slots);
   } catch (error) {
@@ -177,10 +204,14 @@ async function openWall(page) {
           if (video) video.srcObject = stream;
         },
         () => {
-          // The wall's media failed: the server keeps the subscription; ask for a fresh one.
+          // Beyond an ICE restart: ask for a fresh subscription.
           wall?.close();
           wall = null;
+          setTimeout(() => {
+            if (!wall && !wallBusy && socket.connected) openWall(wallPage);
+          }, 1000);
         },
+        showMediaStep,
       );
       showWall(result);
       await wall.start(result.jsep);
@@ -497,5 +528,8 @@ window.giaobanConsole = {
   },
   get wall() {
     return wall;
+  },
+  get mediaStep() {
+    return mediaStep;
   },
 };

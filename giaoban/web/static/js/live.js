@@ -4,8 +4,12 @@
 // never talks to Janus: SDP and ICE candidates go through our server).
 
 const PROTOCOL = 1;
-const PING_EVERY_MS = 20_000;
-const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
+const PING_EVERY_MS = 5_000;
+// A socket that has heard nothing (no ack, no push) for this long is dead (a cut link leaves TCP
+// half-open for minutes): drop it and reconnect. The same bound applies to hello → welcome.
+const SILENCE_MS = 12_000;
+// Reconnect delays; capped at 4 s so a tab is back at most ~4.5 s after the server is (app restart).
+const BACKOFF_MS = [500, 1000, 2000, 4000];
 const NOT_OPEN_RETRY_MS = 10_000;
 
 /** A refusal from the server ({type:"error"}) or a lost connection. */
@@ -81,6 +85,8 @@ export class LiveSocket {
     this.serverOffset = 0; // server clock minus ours, seconds
     this.you = null;
     this.pingTimer = null;
+    this.heardAt = 0; // Date.now() of the last message from the server
+    this.watchdog = null;
   }
 
   get connected() {
@@ -100,6 +106,11 @@ export class LiveSocket {
     this.you = null;
     this.nextId = 1;
     this.onStatus(this.everConnected ? "reconnecting" : "connecting");
+    this.heardAt = Date.now();
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.heardAt > SILENCE_MS) this._abandon(ws);
+    }, 1000);
     ws.addEventListener("open", () => {
       const hello = { type: "hello", id: this.nextId++, protocol: PROTOCOL, ...this.hello };
       hello.resume_from = this.everConnected ? this.state.version : null;
@@ -112,6 +123,7 @@ export class LiveSocket {
   close() {
     this.closed = true;
     clearInterval(this.pingTimer);
+    clearInterval(this.watchdog);
     this.ws?.close(1000, "bye");
   }
 
@@ -123,8 +135,21 @@ export class LiveSocket {
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
+  /** The server has gone silent: give up on this socket now (its close event may come much later,
+   * or never, on a cut link) and reconnect with backoff. */
+  _abandon(ws) {
+    if (ws !== this.ws) return;
+    this._closed(ws, { code: 4001 });
+    try {
+      ws.close(4001, "silent");
+    } catch {
+      // already closing
+    }
+  }
+
   _receive(ws, raw) {
     if (ws !== this.ws) return;
+    this.heardAt = Date.now();
     let msg;
     try {
       msg = JSON.parse(raw);
@@ -164,6 +189,7 @@ export class LiveSocket {
     const resumed = "deltas" in msg;
     this.serverOffset = (msg.server_time ?? Date.now() / 1000) - Date.now() / 1000;
     this.you = msg.you;
+    setIceConfig(msg);
     if (resumed) {
       for (const text of msg.deltas) {
         const delta = JSON.parse(text);
@@ -184,7 +210,9 @@ export class LiveSocket {
 
   _closed(ws, event) {
     if (ws !== this.ws) return;
+    this.ws = null;
     clearInterval(this.pingTimer);
+    clearInterval(this.watchdog);
     this.you = null;
     for (const waiter of this.pending.values()) waiter.reject(new LiveError("disconnected", ""));
     this.pending.clear();
@@ -220,7 +248,90 @@ export class LiveSocket {
 
 // ---- media ---------------------------------------------------------------------------------
 
-const PC_CONFIG = { iceServers: [], bundlePolicy: "max-bundle" };
+const PC_CONFIG = { iceServers: [], bundlePolicy: "max-bundle", iceTransportPolicy: "all" };
+const DISCONNECTED_GRACE_MS = 3_000; // ICE "disconnected" this long → ICE restart
+const RESTART_WAIT_MS = 6_000; // an ICE restart not connected by then → a new PeerConnection
+
+/**
+ * Keep a PeerConnection alive (issue 5, docs/protocol.md "Recovery"): when its ICE stays
+ * "disconnected" for DISCONNECTED_GRACE_MS or turns "failed", try an ICE restart (``restart()``:
+ * renegotiate with new ICE credentials through our server); if it is not connected again within
+ * RESTART_WAIT_MS (or the restart is refused), ``giveUp()`` — the caller replaces the whole
+ * PeerConnection (republish / resubscribe). ``onStep(step)`` shows each step to the operator:
+ * "restarting", "recovered" (the restart worked), "replacing". Returns {stop()}.
+ */
+export function keepAlive(pc, { restart, giveUp, onStep = () => {} }) {
+  let timer = null;
+  let restarting = false;
+  let over = false;
+  const clear = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  const fail = () => {
+    if (over) return;
+    over = true;
+    clear();
+    onStep("replacing");
+    giveUp();
+  };
+  const tryRestart = async () => {
+    if (over || restarting) return;
+    restarting = true;
+    onStep("restarting");
+    clear();
+    timer = setTimeout(fail, RESTART_WAIT_MS);
+    try {
+      await restart();
+    } catch (error) {
+      console.warn("ICE restart refused", error?.code ?? error);
+      fail();
+    }
+  };
+  pc.addEventListener("iceconnectionstatechange", () => {
+    if (over || pc.signalingState === "closed") return;
+    const state = pc.iceConnectionState;
+    if (state === "connected" || state === "completed") {
+      clear();
+      if (restarting) {
+        restarting = false;
+        onStep("recovered");
+      }
+    } else if (state === "failed") {
+      tryRestart();
+    } else if (state === "disconnected" && !restarting && !timer) {
+      timer = setTimeout(() => {
+        timer = null;
+        if (["disconnected", "failed"].includes(pc.iceConnectionState)) tryRestart();
+      }, DISCONNECTED_GRACE_MS);
+    }
+  });
+  return {
+    stop() {
+      over = true;
+      clear();
+    },
+  };
+}
+
+/** ICE restart of a publishing PeerConnection: a new offer with new ICE credentials, answered by
+ * Janus on the same publisher (media.restart); moderation stays in force. */
+export async function restartPublisher(socket, pc) {
+  const offer = await pc.createOffer({ iceRestart: true });
+  await pc.setLocalDescription(offer);
+  const result = await socket.send("media.restart", {
+    target: "publisher",
+    jsep: { type: offer.type, sdp: offer.sdp },
+  });
+  await pc.setRemoteDescription(result.jsep);
+}
+
+/** Take the ICE servers (STUN/TURN, per-tab credentials) of a welcome; `?relay=1` forces TURN relay. */
+function setIceConfig(welcome) {
+  if (Array.isArray(welcome.ice_servers)) PC_CONFIG.iceServers = welcome.ice_servers;
+  const forced = new URLSearchParams(window.location.search).get("relay") === "1";
+  PC_CONFIG.iceTransportPolicy = forced || welcome.ice_transport_policy === "relay" ? "relay" : "all";
+}
 
 /** Send our ICE candidates through the server; hold them until the server knows the handle. */
 class Trickle {
@@ -249,22 +360,23 @@ class Trickle {
 
 /**
  * Publish camera + microphone: simulcast where the capture is large enough (three layers from
- * 720p, fewer below — the browser decides), SDP offer/answer through media.publish.
+ * 720p, fewer below — the browser decides), SDP offer/answer through media.publish. ``lean``: start
+ * with only the lowest layer active and no microphone track (a site without the floor, see room.js).
  */
-export async function publish(socket, stream, { simulcast = true } = {}) {
+export async function publish(socket, stream, { simulcast = true, lean = false } = {}) {
   const pc = new RTCPeerConnection(PC_CONFIG);
   const trickle = new Trickle(socket, "publisher");
   pc.addEventListener("icecandidate", (event) => trickle.add(event.candidate));
   const [audio] = stream.getAudioTracks();
   const [video] = stream.getVideoTracks();
-  if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [stream] });
+  if (audio) pc.addTransceiver(lean ? "audio" : audio, { direction: "sendonly", streams: [stream] });
   if (video) {
     const height = video.getSettings().height ?? 0;
     const encodings =
       simulcast && height >= 360
         ? [
-            { rid: "h", active: true, maxBitrate: 1_200_000 },
-            { rid: "m", active: true, maxBitrate: 400_000, scaleResolutionDownBy: 2 },
+            { rid: "h", active: !lean, maxBitrate: 1_200_000 },
+            { rid: "m", active: !lean, maxBitrate: 400_000, scaleResolutionDownBy: 2 },
             { rid: "l", active: true, maxBitrate: 120_000, scaleResolutionDownBy: 4 },
           ]
         : undefined;
@@ -288,12 +400,14 @@ export async function publish(socket, stream, { simulcast = true } = {}) {
  * ``onTrack(mid, track)`` places each track; renegotiation offers (media.offer) go to ``renegotiate``.
  */
 export class Subscription {
-  constructor(socket, target, onTrack, onFailed = null) {
+  constructor(socket, target, onTrack, onFailed = null, onStep = null) {
     this.socket = socket;
     this.target = target; // "view" | "wall"
     this.onTrack = onTrack;
-    this.onFailed = onFailed;
+    this.onFailed = onFailed; // the PeerConnection is beyond an ICE restart: subscribe again
+    this.onStep = onStep; // recovery steps (see keepAlive)
     this.pc = null;
+    this.alive = null;
   }
 
   async answer(offer) {
@@ -314,11 +428,21 @@ export class Subscription {
     const trickle = new Trickle(this.socket, this.target === "wall" ? "wall" : "subscriber");
     pc.addEventListener("icecandidate", (event) => trickle.add(event.candidate));
     pc.addEventListener("track", (event) => this.onTrack(event.transceiver.mid, event.track));
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc === this.pc && pc.connectionState === "failed") this.onFailed?.();
+    this.alive = keepAlive(pc, {
+      restart: () => this.restart(),
+      giveUp: () => {
+        if (pc === this.pc) this.onFailed?.();
+      },
+      onStep: (step) => this.onStep?.(step),
     });
     trickle.open();
     await this.answer(offer);
+  }
+
+  /** ICE restart: Janus makes a new offer (configure with restart) on the same subscription. */
+  async restart() {
+    const result = await this.socket.send("media.restart", { target: this.target });
+    await this.answer(result.jsep);
   }
 
   async renegotiate(offer) {
@@ -326,6 +450,8 @@ export class Subscription {
   }
 
   close() {
+    this.alive?.stop();
+    this.alive = null;
     this.pc?.close();
     this.pc = null;
   }

@@ -2,7 +2,17 @@
 // host large and the current speaker beside it, "xin phát biểu", check-in and chat.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, Subscription, autoplay, clock, hhmm, publish } from "./live.js";
+import {
+  LiveError,
+  LiveSocket,
+  Subscription,
+  autoplay,
+  clock,
+  hhmm,
+  keepAlive,
+  publish,
+  restartPublisher,
+} from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -39,10 +49,35 @@ let subscribing = false;
 let publishing = false;
 const streams = new Map(); // mid -> MediaStream of its slot
 let meter = null;
+let epoch = 0; // bumped whenever the media is dropped: late answers of older attempts are discarded
+let pubAlive = null; // keepAlive of the publishing PeerConnection
 
 function showError(text) {
   errorBox.textContent = text;
   errorBox.hidden = !text;
+}
+
+// ---- recovery steps, shown to the site's technician (docs/protocol.md "Recovery") ------------
+
+const mediaState = $("media-state");
+let mediaStep = null; // null | "restarting" | "replacing" | "reset" | "recovered"
+let mediaStepTimer = null;
+
+function showMediaStep(step) {
+  mediaStep = step;
+  clearTimeout(mediaStepTimer);
+  if (!mediaState) return;
+  const text = {
+    restarting: S.mediaRestarting,
+    replacing: S.mediaReplacing,
+    reset: S.mediaReset,
+    recovered: S.mediaRecovered,
+  }[step];
+  mediaState.textContent = text ?? "";
+  mediaState.hidden = !text;
+  mediaState.dataset.step = step ?? "";
+  mediaState.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
+  if (step === "recovered") mediaStepTimer = setTimeout(() => showMediaStep(null), 8000);
 }
 
 // ---- connection ------------------------------------------------------------------------------
@@ -62,7 +97,10 @@ const socket = new LiveSocket({
     }[status];
     conn.textContent = text;
     conn.className = `conn conn-${status}`;
-    if (status !== "connected") dropMedia();
+    if (status !== "connected") {
+      if (joined && (pub || view)) showMediaStep("replacing");
+      dropMedia();
+    }
   },
   onWelcome() {
     showError("");
@@ -70,6 +108,8 @@ const socket = new LiveSocket({
   },
   onState(state, changes) {
     render(state);
+    const live = state.site(config.siteId)?.publishing;
+    if (live && view && ["replacing", "reset"].includes(mediaStep)) showMediaStep("recovered");
     if (joined && !view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
@@ -81,6 +121,12 @@ const socket = new LiveSocket({
     if (msg.type === "media.slots") showSlots(msg);
     else if (msg.type === "media.offer" && msg.target === "view") view?.renegotiate(msg.jsep).catch(console.warn);
     else if (msg.type === "chat.private") addChat(msg.message);
+    else if (msg.type === "media.reset") {
+      // The media server restarted (or lost us): publish and subscribe again, nobody clicks.
+      showMediaStep("reset");
+      dropMedia();
+      if (joined) startMedia();
+    }
   },
 });
 socket.connect();
@@ -129,12 +175,12 @@ async function openDevices() {
   setupStatus.textContent = "";
   joinButton.disabled = false;
   if (joined && pub) {
-    // A device changed while in the room: swap tracks without renegotiating.
-    for (const sender of pub.getSenders()) {
-      const track = local.getTracks().find((t) => t.kind === sender.track?.kind);
-      if (track) await sender.replaceTrack(track);
-    }
-    applyMicPolicy();
+    // A device changed while in the room: swap the camera without renegotiating; the microphone
+    // goes on the sender only when the room may hear us (applySendPolicy).
+    const video = senderOf(pub, "video");
+    const [track] = local.getVideoTracks();
+    if (video && track) await video.replaceTrack(track);
+    applySendPolicy();
   }
 }
 
@@ -188,34 +234,58 @@ joinButton.addEventListener("click", async () => {
 });
 
 async function startMedia() {
+  // The view does not depend on our publishing: subscribe at once, in parallel (join time).
+  if (!view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
   if (publishing || pub || !local) return;
   publishing = true;
+  const mine = epoch;
+  let retry = false;
   try {
-    pub = await publish(socket, local, { simulcast: true });
-    pub.addEventListener("connectionstatechange", () => {
-      if (pub && pub.connectionState === "failed") {
-        showError(S.mediaDown);
-        republish();
-      }
-    });
-    applyMicPolicy();
+    const pc = await publish(socket, local, { simulcast: true, lean: lean() });
+    if (mine !== epoch) {
+      pc.close(); // dropped meanwhile (reconnect, media reset): publish again below
+    } else {
+      pub = pc;
+      pubAlive = keepAlive(pc, {
+        restart: () => restartPublisher(socket, pc),
+        giveUp: () => {
+          if (pub === pc) republish();
+        },
+        onStep: showMediaStep,
+      });
+      applySendPolicy();
+    }
   } catch (error) {
-    pub = null;
-    showError(format(S.joinFailed, { error: error.message }));
+    if (mine === epoch) {
+      showError(format(S.joinFailed, { error: error.message }));
+      retry = true; // e.g. the media server is restarting: try again shortly
+    }
   } finally {
     publishing = false;
   }
-  if (socket.state.site(config.hostSiteId)?.publishing) subscribeView();
+  if (mine !== epoch || retry) {
+    setTimeout(() => {
+      if (joined && !pub && socket.connected) startMedia();
+    }, mine !== epoch ? 0 : 2000);
+    return;
+  }
+  if (!view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
 }
 
 function republish() {
   // A new offer replaces the old publisher on the server (moderation is applied to it again).
+  showError(S.mediaDown);
+  pubAlive?.stop();
+  pubAlive = null;
   pub?.close();
   pub = null;
   if (socket.connected) startMedia();
 }
 
 function dropMedia() {
+  epoch += 1;
+  pubAlive?.stop();
+  pubAlive = null;
   pub?.close();
   pub = null;
   view?.close();
@@ -227,30 +297,44 @@ function dropMedia() {
 async function subscribeView() {
   if (subscribing || !socket.connected) return;
   subscribing = true;
+  const mine = epoch;
+  let sub = null;
   try {
     const result = await socket.send("media.subscribe");
+    if (mine !== epoch) throw new LiveError("stale", ""); // dropped meanwhile: subscribe again below
     slots = result.slots;
     streams.clear();
     buildSpeakerScreens();
-    view = new Subscription(socket, "view", placeTrack, () => {
-      // The view's media failed (network): subscribe again.
-      view?.close();
-      view = null;
-      showError(S.mediaDown);
-      setTimeout(subscribeView, 1000);
-    });
+    sub = new Subscription(
+      socket,
+      "view",
+      placeTrack,
+      () => {
+        // Beyond an ICE restart: subscribe again.
+        if (view !== sub) return;
+        view.close();
+        view = null;
+        showError(S.mediaDown);
+        setTimeout(subscribeView, 1000);
+      },
+      showMediaStep,
+    );
+    view = sub;
     await view.start(result.jsep);
     showSlots(result.slots);
     showError("");
   } catch (error) {
-    view?.close();
-    view = null;
-    if (!(error instanceof LiveError && error.code === "host_not_ready")) {
+    if (view === sub) {
+      view?.close();
+      view = null;
+    }
+    if (mine === epoch && !(error instanceof LiveError && error.code === "host_not_ready")) {
       showError(format(S.joinFailed, { error: error.message }));
     }
   } finally {
     subscribing = false;
   }
+  if (mine !== epoch && joined && !view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
 }
 
 function slotStream(mid) {
@@ -315,12 +399,56 @@ function myFloor(state) {
   return { holding, queued };
 }
 
-/** Our own microphone: sending only when we may be heard (Janus enforces it anyway). */
-function applyMicPolicy() {
-  const audible = socket.state.floor.audible.includes(config.siteId);
+/** Whether we send "lean": a site without the floor (not the host) that nobody may hear. */
+function lean() {
+  return !config.isHost && !socket.state.floor.audible.includes(config.siteId);
+}
+
+function senderOf(pc, kind) {
+  return pc.getTransceivers().find((t) => t.receiver.track.kind === kind)?.sender ?? null;
+}
+
+let sendPolicy = Promise.resolve(); // setParameters calls must not overlap
+
+/**
+ * What we send (no renegotiation; Janus enforces the floor anyway): while the room may hear us
+ * (the floor, or the host) the microphone and every simulcast layer; otherwise "lean" — no
+ * microphone track on the sender (disabled as well) and only the lowest layer, which is all the
+ * console's wall shows. On a grant both come back at once, while the server switches the slots.
+ */
+function applySendPolicy() {
+  const audible = !lean();
   for (const track of local?.getAudioTracks() ?? []) track.enabled = audible;
   const live = Boolean(socket.state.site(config.siteId)?.publishing);
   micState.textContent = config.isHost ? S.hostIdle : audible ? S.micOpen : live ? S.idle : S.joinFirst;
+  const pc = pub;
+  if (!pc) return;
+  sendPolicy = sendPolicy
+    .then(() => sendLayers(pc, audible))
+    .catch((error) => console.warn("send policy", error));
+}
+
+async function sendLayers(pc, full) {
+  if (pc.signalingState === "closed") return;
+  const audio = senderOf(pc, "audio");
+  const mic = (full && local?.getAudioTracks()[0]) || null;
+  const replacing = audio && audio.track !== mic ? audio.replaceTrack(mic) : null;
+  const video = senderOf(pc, "video");
+  const params = video?.getParameters();
+  if (params?.encodings?.length > 1) {
+    const scale = (e) => e.scaleResolutionDownBy ?? 1;
+    const lowest = params.encodings.reduce((low, e) => (scale(e) > scale(low) ? e : low));
+    let changed = false;
+    for (const encoding of params.encodings) {
+      const active = full || encoding === lowest;
+      if (encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    }
+    if (changed) await video.setParameters(params);
+  }
+  await replacing;
 }
 
 function render(state) {
@@ -342,7 +470,7 @@ function render(state) {
   else if (queued) floorState.textContent = format(S.queued, { n: queued.position });
   else floorState.textContent = "";
   floorState.className = holding ? "floor-state floor-holding" : queued ? "floor-state floor-queued" : "floor-state";
-  applyMicPolicy();
+  applySendPolicy();
   renderCheckin(state.site(config.siteId));
   renderChat(state);
   renderTimes();
@@ -442,6 +570,13 @@ $("chat-form").addEventListener("submit", async (event) => {
 });
 
 // For the end-to-end tests and for support staff in the browser console.
-window.giaobanRoom = { socket, get pub() { return pub; }, get view() { return view; }, get slots() { return slots; } };
+window.giaobanRoom = {
+  socket,
+  get local() { return local; },
+  get pub() { return pub; },
+  get view() { return view; },
+  get slots() { return slots; },
+  get mediaStep() { return mediaStep; },
+};
 
 openDevices();
