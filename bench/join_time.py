@@ -36,7 +36,7 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from briefing_latency import PASSWORD, _serve, loadavg
+from lab_app import PASSWORD, _serve, loadavg
 
 from giaoban.media.netlab import NetLab, missing_requirements
 from tests.lab.fixtures import JanusNamespace

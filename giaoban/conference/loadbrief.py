@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import shutil
@@ -54,6 +53,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from giaoban.media.loadtest import log_warnings, run_and_report
+from giaoban.media.loadtest import percentile as nearest_rank
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +136,9 @@ class BriefResult:
 
 
 def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, -(-len(ordered) * pct // 100) - 1))
-    return round(ordered[int(rank)], 1)
+    """Nearest-rank percentile, to 0.1 (None for no values)."""
+    value = nearest_rank(values, pct)
+    return None if value is None else round(value, 1)
 
 
 def loadavg() -> float:
@@ -919,11 +918,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Exit 0 when the run had no errors, 1 otherwise, 2 when it could not run."""
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aioice").setLevel(logging.ERROR)
-    logging.getLogger("aiortc").setLevel(logging.ERROR)
+    log_warnings("%(levelname)s %(name)s: %(message)s")
     config = BriefConfig(
         sites=args.sites,
         duration=args.duration,
@@ -953,34 +948,12 @@ def run_cli(args: argparse.Namespace) -> int:
     if config.url and not config.local_address:
         print("--url needs --local-address (where the bots' media leave from)", file=sys.stderr)
         return 2
-    if config.nice:
-        os.setpriority(os.PRIO_PROCESS, 0, config.nice)  # the app and Janus inherit it
-        with contextlib.suppress(OSError):
-            Path("/proc/self/autogroup").write_text(str(config.nice))
-    previous = None
-    if (os.cpu_count() or 1) > 1:
-        previous = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {config.generator_cpu})  # the app gets its own list through taskset
-
-    async def bounded() -> BriefResult:
-        return await asyncio.wait_for(run_brief(config), time_budget(config))
-
-    try:
-        result = asyncio.run(bounded())
-    except TimeoutError:
-        print(f"load test did not finish within {time_budget(config):.0f} s", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("load test interrupted; its lab was torn down", file=sys.stderr)
-        return 130
-    except (RuntimeError, ValueError) as exc:
-        print(f"load test failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if previous is not None:
-            os.sched_setaffinity(0, previous)
-    if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
-    else:
-        print(format_table(result))
-    return 0 if result.errors == 0 else 1
+    # The app and Janus inherit the nice value; the app gets its own CPU list through taskset.
+    return run_and_report(
+        lambda: run_brief(config),
+        budget=time_budget(config),
+        nice=config.nice,
+        generator_cpu=config.generator_cpu,
+        as_json=args.json,
+        table=format_table,
+    )

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from giaoban.text import nfc
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # an SDP offer with simulcast is ~6 KB
 
@@ -88,6 +90,12 @@ class CheckIn(_Msg):
     names: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=500
     )
+
+    @field_validator("names")
+    @classmethod
+    def _stored_form(cls, names: list[str]) -> list[str]:
+        """Names as the rest of the app stores them (NFC, spaces collapsed); blank ones dropped."""
+        return [n for n in (nfc(name) for name in names) if n]
 
 
 class ChatSend(_Msg):

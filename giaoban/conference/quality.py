@@ -510,6 +510,7 @@ class QualityMonitor:
             if peer.role == "site" and peer.site_id is not None:
                 tabs[peer.site_id] = tabs.get(peer.site_id, 0) + 1
         transitions: list[Transition] = []
+        down_loss: dict[int, float] = {}  # fresh downstream loss figures, for the views' layers
         for site_id, site in live.sites.items():
             sq = mq.sites.get(site_id)
             if sq is None:
@@ -518,10 +519,13 @@ class QualityMonitor:
                 for rule in RULES:
                     if live.alerts.open_for(site_id, rule) is not None:
                         sq.rules[rule] = RuleState(open=True)
+            sent_before = sq.counters.packets_out if sq.counters is not None else None
             figures, sq.counters = measure(
                 pubs.get(site_id, []), views.get(site_id, []), sq.counters, now, th.stale_after
             )
             sq.figures = figures
+            if figures.down_loss_pct is not None and sq.counters.packets_out != sent_before:
+                down_loss[site_id] = figures.down_loss_pct
             sq.tabs = tabs.get(site_id, 0)
             if site.connected:
                 sq.last_seen = now
@@ -555,6 +559,12 @@ class QualityMonitor:
                     transitions.append(Transition(site_id, rule, action, value))
         mq.sampled_at = now
         self.samples += 1
+        hook = getattr(room.stage, "downstream_loss", None)  # JanusStage: per-view simulcast layers
+        if down_loss and callable(hook):
+            try:
+                hook(down_loss)
+            except Exception:
+                log.exception("room %s: downstream loss hook failed", room.meeting_id)
         return mq, transitions
 
     # -- reading ---------------------------------------------------------------------------

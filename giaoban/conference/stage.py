@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from giaoban.conference import layers
 from giaoban.conference.hub import MediaFailure, StageEvent
 from giaoban.conference.live import LiveMeeting
 from giaoban.media.client import JanusClientError, JanusPluginError, JanusSession, JsonDict
@@ -76,6 +77,7 @@ class Stream:
     kind: str  # "audio" | "video"
     feed: int | None  # None: inactive (its site went away without being parked first)
     send: bool = True
+    layer: int | None = None  # simulcast substream set on Janus (None: Janus's default, the top)
 
 
 @dataclass
@@ -101,12 +103,21 @@ class View:
     down: bool = False  # Janus hung up its PeerConnection: skipped until it is up again or replaced
     shown: dict[str, Any] | None = None  # the last media.slots sent to the tab
     keeper: _Keeper = field(default_factory=lambda: _Keeper(), repr=False, compare=False)
+    # Simulcast layer of its video slots (giaoban/conference/layers.py): starts low, steps up once
+    # the PeerConnection is up and clean, down when the site's downstream loses packets.
+    layer_state: layers.LayerState = field(default_factory=lambda: layers.initial(0.0), compare=False)
+    media_up: bool = False  # Janus reported "webrtcup": the layer policy runs
+    layer_timer: asyncio.TimerHandle | None = field(default=None, repr=False, compare=False)
 
     def streams(self) -> list[Stream]:
         return [s for slot in (self.host, *self.speakers) for s in (slot.video, slot.audio)]
 
     def slots_json(self) -> dict[str, Any]:
-        return {"host": self.host.json(), "speakers": [s.json() for s in self.speakers]}
+        return {
+            "host": self.host.json(),
+            "speakers": [s.json() for s in self.speakers],
+            "layer": self.layer_state.layer,
+        }
 
 
 @dataclass
@@ -142,6 +153,12 @@ class _Want:
     feed: int | None
     send: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    layer: int | None = None  # the simulcast substream wanted (views' video; None: leave it)
+
+
+def _layer_of(stream: Stream) -> int:
+    """The substream Janus targets for ``stream`` (its default after a join or switch: the top)."""
+    return layers.TOP_LAYER if stream.layer is None else stream.layer
 
 
 def _mids(streams: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -182,6 +199,7 @@ class JanusStage:
         # Recovery after a Janus restart (see ``reset``): how the room was made, and our listener.
         self.options: RoomOptions | None = None
         self._media_listener: Callable[[MediaEvent], None] | None = None
+        self.layer_policy = layers.DEFAULT_POLICY
 
     @classmethod
     async def open(cls, media: MediaService, meeting_id: int, live: LiveMeeting) -> JanusStage:
@@ -428,20 +446,28 @@ class JanusStage:
         await self.settle()
         old = self.views.pop(peer, None)
         if old is not None:
+            self._stop_layer_timer(old)
             await self._detach(old.handle.handle)
         if not self._live(self.host_site_id):
             raise MediaFailure("host_not_ready", "Điểm cầu chính chưa phát hình; sẽ thử lại khi có tín hiệu.")
         host = self.host_site_id
+        start = self.layer_policy.start  # video starts on the low layer: a small first keyframe
         requested: list[dict[str, Any]] = []
         for _slot in range(1 + SPEAKER_SLOTS):
             requested += [
-                {"feed": host, "mid": self._mid(host, "video")},
+                {"feed": host, "mid": self._mid(host, "video"), "substream": start},
                 {"feed": host, "mid": self._mid(host, "audio")},
             ]
         handle, jsep, got = await self._join(peer, requested, f"view-{site_id or 'console'}-{peer}")
-        streams = [Stream(str(s["mid"]), "video" if i % 2 == 0 else "audio", host) for i, s in enumerate(got)]
+        streams = [
+            Stream(str(s["mid"]), "video", host, layer=start)
+            if i % 2 == 0
+            else Stream(str(s["mid"]), "audio", host)
+            for i, s in enumerate(got)
+        ]
         slots = [Slot(streams[2 * i], streams[2 * i + 1]) for i in range(1 + SPEAKER_SLOTS)]
         view = View(peer, site_id, handle, slots[0], slots[1:])
+        view.layer_state = layers.initial(self._now(), self.layer_policy)
         self.views[peer] = view
         handle_id = handle.handle.id
         handle.handle.add_callback(lambda msg: self._subscriber_event(peer, "view", handle_id, msg))
@@ -509,6 +535,11 @@ class JanusStage:
             sub: View | Wall | None = self.views.get(peer) if target == "view" else self.walls.get(peer)
             if sub is None or sub.handle.handle.id != handle_id:
                 return
+            if kind == "webrtcup" and isinstance(sub, View) and not sub.media_up:
+                # Media flows from now on: the layer policy's clean time starts here.
+                sub.media_up = True
+                sub.layer_state = layers.initial(self._now(), self.layer_policy)
+                self._plan_layer(sub)
             if kind == "hangup":
                 # Janus closed its PeerConnection and dropped its streams (1.1.x): updates would
                 # fail with 428, so it is skipped until it is up again or the tab subscribes anew.
@@ -719,6 +750,7 @@ class JanusStage:
     @staticmethod
     def _forget(sub: View | Wall) -> None:
         """``sub`` is no longer the tab's: no retry of it (a running update stops by itself)."""
+        JanusStage._stop_layer_timer(sub)
         if sub.keeper.retry is not None:
             sub.keeper.retry.cancel()
             sub.keeper.retry = None
@@ -733,6 +765,7 @@ class JanusStage:
             self._moderation_task.cancel()
             tasks.add(self._moderation_task)
         for sub in self._subs():
+            self._stop_layer_timer(sub)
             keeper = sub.keeper
             if keeper.retry is not None:
                 keeper.retry.cancel()
@@ -773,12 +806,16 @@ class JanusStage:
     def _view_wants(self, view: View) -> list[_Want]:
         """What each stream of ``view`` should carry now (and updates which site each slot shows)."""
         wants: list[_Want] = []
+        layer = view.layer_state.layer
         host = self.host_site_id if self._live(self.host_site_id) else None
         view.host.site_id = host
         if host is None:
             wants += [self._park(view.host.video), self._park(view.host.audio)]
         else:
-            wants += [_Want(view.host.video, host, True), _Want(view.host.audio, host, view.site_id != host)]
+            wants += [
+                _Want(view.host.video, host, True, layer=layer),
+                _Want(view.host.audio, host, view.site_id != host),
+            ]
         # Holders keep their slot while they hold the floor; a new holder takes a free slot.
         live = [h for h in self.holders if self._live(h)]
         assigned: list[int | None] = [s.site_id if s.site_id in live else None for s in view.speakers]
@@ -791,9 +828,9 @@ class JanusStage:
                 wants += [self._park(slot.video), self._park(slot.audio)]
             elif holder == view.site_id:
                 # A site never hears itself: its own slot's audio stays parked where it was.
-                wants += [_Want(slot.video, holder, True), self._park(slot.audio)]
+                wants += [_Want(slot.video, holder, True, layer=layer), self._park(slot.audio)]
             else:
-                wants += [_Want(slot.video, holder, True), _Want(slot.audio, holder, True)]
+                wants += [_Want(slot.video, holder, True, layer=layer), _Want(slot.audio, holder, True)]
         return wants
 
     async def _refresh_view(self, view: View, *, push: bool = True) -> bool:
@@ -868,14 +905,19 @@ class JanusStage:
                     feed = info.get("feed_id") if info.get("active") else None
                     w.stream.feed = int(feed) if feed is not None else None
                     w.stream.send = True  # a switch always resumes sending
+                    w.stream.layer = None  # ... and targets the top layer
                     switched.add(w.stream.mid)
             configure = []
             for w in wants:
                 # A switch resumes sending and resets the simulcast layer: set what differs (all of
                 # it after a failure: Janus skips a switch to the feed a stream already has).
+                relayer = w.send and w.layer is not None and _layer_of(w.stream) != w.layer
                 redo = w.stream.mid in switched and (not w.send or bool(w.extra))
-                if full or redo or w.stream.send != w.send:
-                    configure.append({"mid": w.stream.mid, "send": w.send, **(w.extra if w.send else {})})
+                if full or redo or relayer or w.stream.send != w.send:
+                    body = {"mid": w.stream.mid, "send": w.send, **(w.extra if w.send else {})}
+                    if w.send and w.layer is not None:
+                        body["substream"] = w.stream.layer = w.layer
+                    configure.append(body)
                     w.stream.send = w.send
             if configure:
                 await asyncio.wait_for(handle.configure(configure), JANUS_TIMEOUT)
@@ -898,6 +940,57 @@ class JanusStage:
             return False
         keeper.dirty = was_dirty and partial
         return True
+
+    # -- simulcast layer of each view (giaoban/conference/layers.py) ------------------------
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _set_layers(self, view: View, state: layers.LayerState) -> None:
+        """Adopt ``state``; a new layer goes to Janus (and to the tab in ``media.slots``) through the
+        view's keeper, like a floor change."""
+        changed = state.layer != view.layer_state.layer
+        view.layer_state = state
+        if changed:
+            log.info("room %s: the view of %s goes to layer %d", self.room, view.peer, state.layer)
+            self._kick(view)
+        self._plan_layer(view)
+
+    def _plan_layer(self, view: View) -> None:
+        """(Re)arm the view's timer for its next step up (none at the top)."""
+        if view.layer_timer is not None:
+            view.layer_timer.cancel()
+            view.layer_timer = None
+        due = layers.next_change(view.layer_state, self.layer_policy)
+        if due is None or self._closed or not view.media_up or not self._current(view):
+            return
+        loop = asyncio.get_running_loop()
+        view.layer_timer = loop.call_at(max(due, loop.time()) + 0.01, self._layer_due, view)
+
+    def _layer_due(self, view: View) -> None:
+        view.layer_timer = None
+        if self._closed or not self._current(view):
+            return
+        self._set_layers(view, layers.step(view.layer_state, self._now(), None, self.layer_policy))
+
+    def downstream_loss(self, loss_by_site: dict[int, float]) -> None:
+        """New downstream (Janus → site) loss figures, % per site (the quality monitor, every sample
+        whose counters moved): each of the site's views steps its layer down or stays."""
+        if self._closed:
+            return
+        now = self._now()
+        for view in list(self.views.values()):
+            loss = loss_by_site.get(view.site_id) if view.site_id is not None else None
+            if loss is None or not view.media_up:
+                continue
+            self._set_layers(view, layers.step(view.layer_state, now, loss, self.layer_policy))
+
+    @staticmethod
+    def _stop_layer_timer(sub: View | Wall) -> None:
+        if isinstance(sub, View) and sub.layer_timer is not None:
+            sub.layer_timer.cancel()
+            sub.layer_timer = None
 
     # -- leaving ---------------------------------------------------------------------------
 

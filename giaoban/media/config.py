@@ -22,10 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SECRETS_FILE = "janus-secrets.json"
+from giaoban.media.process import check_netns_name
 
-# Linux interface and netns names end up in `ip` command lines; keep them boring.
-_NETNS_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+SECRETS_FILE = "janus-secrets.json"
 
 
 class JanusNode(BaseModel):
@@ -98,9 +97,7 @@ class JanusSettings(BaseSettings):
     @field_validator("netns")
     @classmethod
     def _netns_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or len(value) > 64 or not set(value) <= _NETNS_CHARS):
-            raise ValueError("netns must be a short name of letters, digits, '-', '_' or '.'")
-        return value
+        return check_netns_name(value)
 
     @field_validator("cpu_affinity")
     @classmethod

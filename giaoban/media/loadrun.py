@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import os
 import random
 import shutil
@@ -36,6 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from giaoban.media.bots import ClipSet, PublisherBot, SubscriberBot
 from giaoban.media.client import JanusClient, JanusSession, JsonDict
 from giaoban.media.config import JanusSettings, load_janus_settings
+from giaoban.media.loadtest import percentile
 from giaoban.media.netlab import NetLab, missing_requirements
 from giaoban.media.rtpfast import CountSnapshot, PacketPump, window_loss
 from giaoban.media.supervisor import JanusSupervisor
@@ -224,15 +224,6 @@ def local_ports(pc: Any) -> set[int]:
                     ports.add(sock.getsockname()[1])
             break
     return ports
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
-    return ordered[rank]
 
 
 class MediaLab:

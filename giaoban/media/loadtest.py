@@ -10,9 +10,21 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(-(-len(ordered) * pct // 100)) - 1))
+    return ordered[rank]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -54,15 +66,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run the load test; exit 0 when it ran without errors, 1 otherwise, 2 when it could not run."""
-    import logging
-
-    from giaoban.media.loadrun import LoadConfig, format_table, run_load, time_budget
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+def log_warnings(fmt: str | None = None) -> None:
+    """A load test's logging: warnings and errors on stderr; aioice's and aiortc's errors only."""
+    if fmt:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=fmt)
+    else:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("aioice").setLevel(logging.ERROR)
     logging.getLogger("aiortc").setLevel(logging.ERROR)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the load test; exit 0 when it ran without errors, 1 otherwise, 2 when it could not run."""
+    from giaoban.media.loadrun import LoadConfig, format_table, run_load, time_budget
+
+    log_warnings()
     config = LoadConfig(
         sites=args.sites,
         duration=args.duration,
@@ -89,23 +107,59 @@ def run_cli(args: argparse.Namespace) -> int:
     if not config.janus_url and os.geteuid() != 0:
         print("without --janus the load test builds a network lab and needs root", file=sys.stderr)
         return 2
-    previous = None
-    if config.nice and not config.janus_url:
-        os.setpriority(os.PRIO_PROCESS, 0, config.nice)
+    return run_and_report(
+        lambda: run_load(config),
+        budget=time_budget(config),
+        nice=0 if config.janus_url else config.nice,
+        generator_cpu=config.generator_cpu,
+        as_json=args.json,
+        table=format_table,
+    )
+
+
+class Report(Protocol):
+    """What a load run returns: its error count and its figures as JSON."""
+
+    errors: int
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Report)
+
+
+def run_and_report(
+    main: Callable[[], Awaitable[R]],
+    *,
+    budget: float,
+    nice: int,
+    generator_cpu: int,
+    as_json: bool,
+    table: Callable[[R], str],
+) -> int:
+    """Run a load test's coroutine within ``budget`` seconds and print its result (a table, or one JSON
+    object); the exit code of ``giaoban loadtest …``: 0 without errors, 1 with errors or out of time,
+    2 when it could not run, 130 when interrupted.
+
+    ``nice`` (when not 0) is applied to this process and its session, so the lab processes it starts
+    inherit it; the generator (this process) runs on ``generator_cpu`` when the machine has several."""
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
         # With sched_autogroup, nice only ranks processes inside one session: set the session's too.
         with contextlib.suppress(OSError):
-            Path("/proc/self/autogroup").write_text(str(config.nice))
+            Path("/proc/self/autogroup").write_text(str(nice))
+    previous = None
     if (os.cpu_count() or 1) > 1:
         previous = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {config.generator_cpu})
+        os.sched_setaffinity(0, {generator_cpu})
 
-    async def bounded() -> object:
-        return await asyncio.wait_for(run_load(config), time_budget(config))
+    async def bounded() -> R:
+        return await asyncio.wait_for(main(), budget)
 
     try:
         result = asyncio.run(bounded())
     except TimeoutError:
-        print(f"load test did not finish within {time_budget(config):.0f}s", file=sys.stderr)
+        print(f"load test did not finish within {budget:.0f} s", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("load test interrupted; its lab was torn down", file=sys.stderr)
@@ -116,11 +170,8 @@ def run_cli(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             os.sched_setaffinity(0, previous)
-    from giaoban.media.loadrun import LoadResult
-
-    assert isinstance(result, LoadResult)
-    if args.json:
+    if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        print(format_table(result))
+        print(table(result))
     return 0 if result.errors == 0 else 1

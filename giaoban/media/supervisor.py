@@ -6,20 +6,20 @@ it holds secrets and is therefore 0700 with 0600 files. Janus's output goes to `
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
-import inspect
 import logging
-import os
-import signal
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 from giaoban.media.client import janus_info
 from giaoban.media.config import JanusSettings
+from giaoban.media.process import (
+    ExitCallback,
+    ProcessState,
+    ProcessSupervisor,
+    RestartCallback,
+    make_private_dir,
+    write_private_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,11 @@ WANTED_TRANSPORTS = ("websockets",)
 WANTED_EVENTS = ("sampleevh",)
 # Event types the control room uses; "jsep" (whole SDPs) and "transports" would only cost bandwidth.
 EVENT_MASK = "sessions,handles,webrtc,media,plugins,core"
-LOG_ROTATE_BYTES = 10 * 1024 * 1024
-# A run this long counts as healthy: the restart backoff starts again from its initial value.
-STABLE_RUN_SECONDS = 60.0
 
 JcfgValue = str | int | float | bool | list[str]
 JcfgDoc = Mapping[str, Mapping[str, JcfgValue]]
 
-RestartCallback = Callable[[int], Awaitable[None] | None]
-ExitCallback = Callable[[int | None], Awaitable[None] | None]
-SupervisorState = Literal["stopped", "starting", "running", "restarting", "stopping"]
+SupervisorState = ProcessState
 
 
 class JanusStartError(RuntimeError):
@@ -222,38 +217,13 @@ def write_janus_config(
 ) -> Path:
     """Write the config dir (0700, files 0600, stale ``*.jcfg`` removed); return the main config file."""
     files = render_janus_config(settings, conf_dir, event_backend_url=event_backend_url)
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(conf_dir, 0o700)
+    make_private_dir(conf_dir)
     for stale in conf_dir.glob("*.jcfg"):
         if stale.name not in files:
             stale.unlink()
     for name, content in files.items():
-        path = conf_dir / name
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(content)
-        os.replace(tmp, path)
+        write_private_file(conf_dir / name, content)
     return conf_dir / "janus.jcfg"
-
-
-def _set_parent_death_signal() -> None:
-    """In the child before exec: get SIGTERM if the app dies, so no orphan Janus keeps the ports."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: object) -> None:
-    if callback is None:
-        return
-    try:
-        result = callback(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("janus supervisor callback failed")
 
 
 def read_rss_mb(pid: int) -> float | None:
@@ -267,12 +237,17 @@ def read_rss_mb(pid: int) -> float | None:
     return None
 
 
-class JanusSupervisor:
+class JanusSupervisor(ProcessSupervisor[JanusSettings]):
     """Runs one local Janus: writes its config, starts it, restarts it when it dies, stops it.
 
     ``on_restart(n)`` is called after the n-th restart once Janus answers again; ``on_exit(code)`` as soon
-    as an unexpected exit is seen. Both may be plain functions or coroutines.
+    as an unexpected exit is seen. Both may be plain functions or coroutines. Ready means Janus answers
+    an ``info`` request on its WebSocket.
     """
+
+    name = "janus"
+    start_error = JanusStartError
+    log = logging.getLogger(__name__)
 
     def __init__(
         self,
@@ -284,31 +259,18 @@ class JanusSupervisor:
         on_exit: ExitCallback | None = None,
         kill_with_parent: bool = True,
     ) -> None:
-        self.settings = settings
+        conf_dir = data_dir / "janus"
+        super().__init__(
+            settings,
+            conf_dir,
+            log_path=conf_dir / "janus.log",
+            pid_path=conf_dir / "janus.pid",
+            kill_with_parent=kill_with_parent,
+            on_restart=on_restart,
+            on_exit=on_exit,
+        )
         self.data_dir = data_dir
-        self.conf_dir = data_dir / "janus"
-        self.log_path = self.conf_dir / "janus.log"
-        self.pid_path = self.conf_dir / "janus.pid"
         self.event_backend_url = event_backend_url
-        self.on_restart = on_restart
-        self.on_exit = on_exit
-        self.kill_with_parent = kill_with_parent
-        self.state: SupervisorState = "stopped"
-        self.restarts = 0
-        self.last_exit_code: int | None = None
-        self.started_at: float | None = None
-        self.startup_seconds: float | None = None
-        self._proc: asyncio.subprocess.Process | None = None
-        self._monitor: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._running = asyncio.Event()
-
-    @property
-    def pid(self) -> int | None:
-        """Pid of the running Janus, if any."""
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc.pid
-        return None
 
     def command(self) -> list[str]:
         """The argv used to start Janus (with ``ip netns exec`` when a namespace is configured)."""
@@ -321,148 +283,15 @@ class JanusSupervisor:
             argv = ["ip", "netns", "exec", self.settings.netns, *argv]
         return argv
 
-    async def start(self) -> None:
-        """Write the config, start Janus and wait until it answers; raise JanusStartError otherwise."""
-        if self._monitor is not None:
-            return
-        self._stopping = False
-        self.state = "starting"
+    def write_config(self) -> None:
         write_janus_config(self.settings, self.conf_dir, event_backend_url=self.event_backend_url)
-        self._kill_stale()
+
+    async def is_ready(self, log_offset: int) -> bool:
         try:
-            await self._spawn_and_wait()
-        except BaseException:
-            await self._terminate()
-            self.state = "stopped"
-            raise
-        self._monitor = asyncio.create_task(self._watch(), name="janus-supervisor")
+            await janus_info(self.settings.local_ws_url, timeout=1.0, api_secret=self.settings.api_secret)
+        except Exception:
+            return False
+        return True
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Stop Janus (SIGTERM, SIGKILL after ``timeout``) and the supervision."""
-        self._stopping = True
-        self.state = "stopping"
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
-        await self._terminate(timeout)
-        self._running.clear()
-        self.state = "stopped"
-
-    async def wait_running(self, timeout: float) -> None:
-        """Wait until Janus is up (after a start or a restart)."""
-        await asyncio.wait_for(self._running.wait(), timeout)
-
-    def _kill_stale(self) -> None:
-        """Kill a Janus left behind by a crashed app that still holds our ports and config dir."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return
-        if str(self.conf_dir).encode() in cmdline:
-            log.warning("killing stale janus pid %s", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.01)
-
-    def _rotate_log(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.log_path.stat().st_size > LOG_ROTATE_BYTES:
-                os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of Janus's output (for error messages)."""
-        try:
-            data = self.log_path.read_bytes()[-8192:].decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(data.splitlines()[-lines:])
-
-    async def _spawn_and_wait(self) -> None:
-        self._rotate_log()
-        t0 = time.monotonic()
-        with open(self.log_path, "ab") as logfile:
-            try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.command(),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=logfile,
-                    stderr=asyncio.subprocess.STDOUT,
-                    preexec_fn=_set_parent_death_signal if self.kill_with_parent else None,
-                )
-            except OSError as exc:
-                raise JanusStartError(f"cannot start janus: {exc}") from exc
-        self.pid_path.write_text(str(self._proc.pid))
-        deadline = t0 + self.settings.start_timeout
-        secret = self.settings.api_secret
-        while True:
-            if self._proc.returncode is not None:
-                raise JanusStartError(
-                    f"janus exited with {self._proc.returncode} while starting:\n{self.log_tail()}"
-                )
-            try:
-                await janus_info(self.settings.local_ws_url, timeout=1.0, api_secret=secret)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise JanusStartError(
-                        f"janus did not answer on {self.settings.local_ws_url} within "
-                        f"{self.settings.start_timeout}s:\n{self.log_tail()}"
-                    ) from None
-                await asyncio.sleep(0.05)
-        self.startup_seconds = time.monotonic() - t0
-        self.started_at = time.monotonic()
-        self.state = "running"
-        self._running.set()
-        log.info("janus pid %s answers after %.2fs", self._proc.pid, self.startup_seconds)
-
-    async def _terminate(self, timeout: float = 5.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        self._proc = None
-        with contextlib.suppress(OSError):
-            self.pid_path.unlink()
-
-    async def _watch(self) -> None:
-        backoff = self.settings.restart_backoff_initial
-        while not self._stopping:
-            proc = self._proc
-            if proc is None:
-                return
-            code = await proc.wait()
-            if self._stopping:
-                return
-            self._running.clear()
-            self.state = "restarting"
-            self.last_exit_code = code
-            ran = time.monotonic() - (self.started_at or time.monotonic())
-            log.error("janus pid %s exited with %s after %.1fs; restarting", proc.pid, code, ran)
-            await _call(self.on_exit, code)
-            if ran > STABLE_RUN_SECONDS:
-                backoff = self.settings.restart_backoff_initial
-            while not self._stopping:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.restart_backoff_max)
-                try:
-                    await self._spawn_and_wait()
-                    break
-                except JanusStartError as exc:
-                    log.error("janus restart failed: %s", exc)
-                    await self._terminate(1.0)
-            self.restarts += 1
-            await _call(self.on_restart, self.restarts)
+    def not_ready_message(self) -> str:
+        return f"janus did not answer on {self.settings.local_ws_url} within {self.settings.start_timeout}s"

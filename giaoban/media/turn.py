@@ -24,14 +24,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import secrets
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -41,17 +38,23 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from giaoban.media.process import (
+    ProcessState,
+    ProcessSupervisor,
+    check_netns_name,
+    make_private_dir,
+    write_private_file,
+)
+
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "turn-secret"
-LOG_ROTATE_BYTES = 10 * 1024 * 1024
-STABLE_RUN_SECONDS = 60.0
 # Peers wider than this are refused: listing a whole private range would re-open the relay.
 MAX_PEER_PREFIX = {4: 16, 6: 48}
-_NETNS_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _WHO_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@")
 
-TurnState = Literal["off", "external", "stopped", "starting", "running", "restarting", "stopping"]
+# What health() reports: the supervisor's state, or the mode when there is no local coturn.
+TurnState = Literal["off", "external"] | ProcessState
 
 
 class TurnStartError(RuntimeError):
@@ -110,9 +113,7 @@ class TurnSettings(BaseSettings):
     @field_validator("netns")
     @classmethod
     def _netns_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or len(value) > 64 or not set(value) <= _NETNS_CHARS):
-            raise ValueError("netns must be a short name of letters, digits, '-', '_' or '.'")
-        return value
+        return check_netns_name(value)
 
     @field_validator("listening_ip", "relay_ip", "external_ip")
     @classmethod
@@ -260,11 +261,7 @@ def load_or_create_secret(data_dir: Path) -> str:
             return value
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    os.replace(tmp, path)
+    write_private_file(path, value)
     return value
 
 
@@ -354,14 +351,9 @@ def render_turnserver_conf(settings: TurnSettings, conf_dir: Path) -> str:
 def write_turnserver_conf(settings: TurnSettings, conf_dir: Path) -> Path:
     """Write ``turnserver.conf`` (dir 0700, file 0600: it holds the secret); return its path."""
     content = render_turnserver_conf(settings, conf_dir)
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(conf_dir, 0o700)
+    make_private_dir(conf_dir)
     path = conf_dir / "turnserver.conf"
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
+    write_private_file(path, content)
     return path
 
 
@@ -402,43 +394,30 @@ def stun_binding(host: str, port: int, timeout: float = 0.5) -> tuple[str, int] 
 # -- supervisor -------------------------------------------------------------------------------
 
 
-def _set_parent_death_signal() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class TurnSupervisor:
+class TurnSupervisor(ProcessSupervisor[TurnSettings]):
     """Runs one local coturn: writes its config, starts it, restarts it when it dies, stops it.
 
     Ready means it answers a STUN Binding request on ``listening_ip:port`` (``probe=False`` trusts the
     log instead, for a coturn in a namespace this process cannot reach).
     """
 
+    name = "coturn"
+    start_error = TurnStartError
+    log = logging.getLogger(__name__)
+
     def __init__(
         self, settings: TurnSettings, data_dir: Path, *, probe: bool = True, kill_with_parent: bool = True
     ) -> None:
-        self.settings = settings
-        self.conf_dir = data_dir / "turn"
-        self.log_path = self.conf_dir / "turn.log"
-        self.pid_path = self.conf_dir / "turnserver.pid"
+        conf_dir = data_dir / "turn"
+        # coturn writes its own pidfile too (same path, same pid); ours is there from the start.
+        super().__init__(
+            settings,
+            conf_dir,
+            log_path=conf_dir / "turn.log",
+            pid_path=conf_dir / "turnserver.pid",
+            kill_with_parent=kill_with_parent,
+        )
         self.probe = probe
-        self.kill_with_parent = kill_with_parent
-        self.state: TurnState = "stopped"
-        self.restarts = 0
-        self.last_exit_code: int | None = None
-        self.started_at: float | None = None
-        self.startup_seconds: float | None = None
-        self._proc: asyncio.subprocess.Process | None = None
-        self._monitor: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._running = asyncio.Event()
-
-    @property
-    def pid(self) -> int | None:
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc.pid
-        return None
 
     def command(self) -> list[str]:
         # -c replaces /etc/turnserver.conf: only the options of our file apply.
@@ -447,59 +426,27 @@ class TurnSupervisor:
             argv = ["ip", "netns", "exec", self.settings.netns, *argv]
         return argv
 
-    async def start(self) -> None:
-        """Write the config, start coturn and wait until it answers; TurnStartError otherwise."""
-        if self._monitor is not None:
-            return
-        self._stopping = False
-        self.state = "starting"
+    def write_config(self) -> None:
         write_turnserver_conf(self.settings, self.conf_dir)
-        self._kill_stale()
-        try:
-            await self._spawn_and_wait()
-        except BaseException:
-            await self._terminate()
-            self.state = "stopped"
-            raise
-        self._monitor = asyncio.create_task(self._watch(), name="turn-supervisor")
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        self._stopping = True
-        self.state = "stopping"
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
-        await self._terminate(timeout)
-        self._running.clear()
-        self.state = "stopped"
+    def stale_marker(self) -> Path:
+        return self.conf_dir / "turnserver.conf"
 
-    async def wait_running(self, timeout: float) -> None:
-        await asyncio.wait_for(self._running.wait(), timeout)
+    async def is_ready(self, log_offset: int) -> bool:
+        if not self.probe:
+            return self._ready_in_log(log_offset)
+        assert self.settings.listening_ip is not None
+        answer = await asyncio.to_thread(stun_binding, self.settings.listening_ip, self.settings.port, 0.2)
+        return answer is not None
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            data = self.log_path.read_bytes()[-8192:].decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(data.splitlines()[-lines:])
+    def not_ready_message(self) -> str:
+        return (
+            f"coturn did not answer on {self.settings.listening_ip}:{self.settings.port} within "
+            f"{self.settings.start_timeout}s"
+        )
 
-    def _kill_stale(self) -> None:
-        """Kill a coturn left by a crashed app that still holds our config (and so our ports)."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return
-        if str(self.conf_dir / "turnserver.conf").encode() in cmdline:
-            log.warning("killing stale coturn pid %s", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.01)
+    def spawn_failed_message(self, exc: OSError) -> str:
+        return f"cannot start coturn ({self.settings.binary}): {exc}"
 
     def _ready_in_log(self, offset: int) -> bool:
         try:
@@ -509,97 +456,6 @@ class TurnSupervisor:
         except OSError:
             return False
         return "listener opened on" in text or "IPv4. UDP listener opened" in text
-
-    async def _spawn_and_wait(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.log_path.stat().st_size > LOG_ROTATE_BYTES:
-                os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        t0 = time.monotonic()
-        with open(self.log_path, "ab") as logfile:
-            try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.command(),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=logfile,
-                    stderr=asyncio.subprocess.STDOUT,
-                    preexec_fn=_set_parent_death_signal if self.kill_with_parent else None,
-                )
-            except OSError as exc:
-                raise TurnStartError(f"cannot start coturn ({self.settings.binary}): {exc}") from exc
-        self.pid_path.write_text(str(self._proc.pid))
-        deadline = t0 + self.settings.start_timeout
-        assert self.settings.listening_ip is not None
-        while True:
-            if self._proc.returncode is not None:
-                raise TurnStartError(
-                    f"coturn exited with {self._proc.returncode} while starting:\n{self.log_tail()}"
-                )
-            if self.probe:
-                answer = await asyncio.to_thread(
-                    stun_binding, self.settings.listening_ip, self.settings.port, 0.2
-                )
-                ready = answer is not None
-            else:
-                ready = self._ready_in_log(offset)
-            if ready:
-                break
-            if time.monotonic() > deadline:
-                raise TurnStartError(
-                    f"coturn did not answer on {self.settings.listening_ip}:{self.settings.port} within "
-                    f"{self.settings.start_timeout}s:\n{self.log_tail()}"
-                )
-            await asyncio.sleep(0.05)
-        # coturn writes its own pidfile too (same path, same pid); ours is there from the start.
-        self.startup_seconds = time.monotonic() - t0
-        self.started_at = time.monotonic()
-        self.state = "running"
-        self._running.set()
-        log.info("coturn pid %s answers after %.2fs", self._proc.pid, self.startup_seconds)
-
-    async def _terminate(self, timeout: float = 5.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        self._proc = None
-        with contextlib.suppress(OSError):
-            self.pid_path.unlink()
-
-    async def _watch(self) -> None:
-        backoff = self.settings.restart_backoff_initial
-        while not self._stopping:
-            proc = self._proc
-            if proc is None:
-                return
-            code = await proc.wait()
-            if self._stopping:
-                return
-            self._running.clear()
-            self.state = "restarting"
-            self.last_exit_code = code
-            ran = time.monotonic() - (self.started_at or time.monotonic())
-            log.error("coturn pid %s exited with %s after %.1fs; restarting", proc.pid, code, ran)
-            if ran > STABLE_RUN_SECONDS:
-                backoff = self.settings.restart_backoff_initial
-            while not self._stopping:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.restart_backoff_max)
-                try:
-                    await self._spawn_and_wait()
-                    break
-                except TurnStartError as exc:
-                    log.error("coturn restart failed: %s", exc)
-                    await self._terminate(1.0)
-            self.restarts += 1
 
 
 # -- what the app owns ------------------------------------------------------------------------

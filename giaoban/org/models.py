@@ -135,6 +135,27 @@ class Site(Base):
     unit: Mapped[Unit] = relationship()
 
 
+class RosterEntry(Base):
+    """A delegate a unit usually sends to briefings ("đại biểu thường trực"), in the unit's order.
+
+    A stand-in until the member database exists (it can fill or replace this list). Entries are
+    deactivated, never deleted, so past check-ins keep their meaning.
+    """
+
+    __tablename__ = "roster_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    full_name_key: Mapped[str] = mapped_column(String(200), index=True)
+    position: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class Role(enum.StrEnum):
     admin = "admin"
     central_operator = "central_operator"
@@ -221,6 +242,7 @@ __all__ = [
     "LoginAttempt",
     "Role",
     "RoleAssignment",
+    "RosterEntry",
     "Site",
     "SiteStatus",
     "Unit",

@@ -29,6 +29,7 @@ from giaoban.web.api import auth as auth_api
 from giaoban.web.api import io as io_api
 from giaoban.web.api import meetings as meetings_api
 from giaoban.web.api import quality as quality_api
+from giaoban.web.api import roster as roster_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
 from giaoban.web.api import users as users_api
@@ -92,6 +93,7 @@ def create_app(
         audit_api.router,
         meetings_api.router,
         quality_api.router,
+        roster_api.router,
     ):
         app.include_router(router, prefix="/api/v1")
 
@@ -156,7 +158,7 @@ def create_app(
         return Response(status_code=200)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    from giaoban.web import metrics, pages, pages_meetings, ws
+    from giaoban.web import metrics, pages, pages_meetings, pages_roster, ws
 
     app.include_router(metrics.router)
 
@@ -166,4 +168,5 @@ def create_app(
     app.include_router(ws_techcheck.router)
     app.include_router(pages.router)
     app.include_router(pages_meetings.router)
+    app.include_router(pages_roster.router)
     return app

@@ -37,6 +37,7 @@ from giaoban.web.pages import (
     render,
     translator,
 )
+from giaoban.web.pages_roster import checkin_roster, roster_links
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -152,6 +153,7 @@ def meetings_page(request: Request, caller: SignedIn, status: str = "", page: st
         "pager": {"page": min(number, last), "last": last, "total": result.total},
         "query": {"status": status_filter or ""},
         "can_schedule": any(g.role in MANAGE_ROLES for g in caller.principal.grants),
+        "rosters": roster_links(request, caller),
         **_labels(_),
     }
     return render(request, "meetings.html", context, caller=caller)
@@ -409,7 +411,8 @@ async def room_page(request: Request, caller: SignedIn, meeting_id: int, site: s
         hostName=host,
         isHost=site_id == detail.host_site_id,
     )
-    context = {"m": detail, "config": config, "site_name": me.name, "host": host}
+    roster = await anyio.to_thread.run_sync(checkin_roster, request, caller, site_id)
+    context = {"m": detail, "config": config, "site_name": me.name, "host": host, "roster": roster}
     return render(request, "meeting_room.html", context, caller=caller, show_nav=False)
 
 

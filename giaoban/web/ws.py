@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from typing import cast
@@ -21,16 +22,65 @@ IDLE_TIMEOUT = 60.0
 
 
 class _Conn:
-    """Sends to one tab; a failed send ends that tab only."""
+    """Sends to one tab through its own queue, so the hub never waits for a slow tab.
+
+    Messages leave in order from a writer task. A tab that stops reading (its queue reaches
+    ``QUEUE_LIMIT`` or one send takes longer than ``SEND_TIMEOUT``) is closed with 1013: its page
+    reconnects and resumes from the last state version it holds, which costs it nothing, while
+    every other tab and every command's ack go on at full speed.
+    """
+
+    QUEUE_LIMIT = 256
+    SEND_TIMEOUT = 10.0
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
+        self.queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue()
+        self.failed = False
+        self.writer = asyncio.ensure_future(self._write())
 
     async def send_text(self, data: str) -> None:
-        await self.ws.send_text(data)
+        if self.failed:
+            raise ConnectionError("tab closed")
+        if self.queue.qsize() >= self.QUEUE_LIMIT:
+            self._give_up("too slow")
+            raise ConnectionError("tab too slow")
+        self.queue.put_nowait(data)
 
     async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
+        """Close after what is already queued has gone out."""
+        if not self.failed:
+            self.queue.put_nowait((code, reason))
+
+    def _give_up(self, why: str) -> None:
+        self.failed = True
+        self.writer.cancel()
+        log.info("closing a tab that does not keep up (%s)", why)
+        task = asyncio.ensure_future(self._close_now(1013, why))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, tuple):
+                self.failed = True
+                await self._close_now(*item)
+                return
+            try:
+                await asyncio.wait_for(self.ws.send_text(item), self.SEND_TIMEOUT)
+            except TimeoutError:
+                self._give_up("send timed out")
+                return
+            except Exception:  # the socket is gone: its receive loop ends the tab
+                self.failed = True
+                return
+
+    def stop(self) -> None:
+        self.writer.cancel()
 
 
 def _same_origin(ws: WebSocket) -> bool:
@@ -52,7 +102,16 @@ async def meeting_socket(ws: WebSocket, meeting_id: int) -> None:
     if caller.via_cookie and not _same_origin(ws):
         await ws.close(4403, "cross-site connection refused")
         return
-    peer = Peer(conn=_Conn(ws), principal=caller.principal, key=f"tab-{next(_tab_ids)}")
+    conn = _Conn(ws)
+    try:
+        await _serve_tab(
+            ws, hub, Peer(conn=conn, principal=caller.principal, key=f"tab-{next(_tab_ids)}"), meeting_id
+        )
+    finally:
+        conn.stop()
+
+
+async def _serve_tab(ws: WebSocket, hub: Hub, peer: Peer, meeting_id: int) -> None:
     try:
         raw = await asyncio.wait_for(ws.receive_text(), timeout=10.0)
     except TimeoutError:

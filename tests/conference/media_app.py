@@ -18,6 +18,7 @@ from typing import Any
 
 from giaoban.context import AppContext
 from giaoban.media.service import MediaService
+from giaoban.media.turn import TurnService
 from tests.lab.fixtures import JanusNamespace, lab_janus_settings
 
 
@@ -39,9 +40,14 @@ class Served:
 
 @contextmanager
 def serve_with_media(
-    ctx: AppContext, ns: JanusNamespace, data_dir: Path, site_hosts: tuple[str, ...] = ()
+    ctx: AppContext,
+    ns: JanusNamespace,
+    data_dir: Path,
+    site_hosts: tuple[str, ...] = (),
+    turn: TurnService | None = None,
 ) -> Iterator[Served]:
-    """``site_hosts``: more addresses to listen on (a site namespace's root end), one socket each."""
+    """``site_hosts``: more addresses to listen on (a site namespace's root end), one socket each;
+    ``turn``: the app's TURN service (started and stopped with the app)."""
     import uvicorn
 
     from giaoban.web.app import create_app
@@ -52,7 +58,7 @@ def serve_with_media(
     events_url = f"http://{ns.host_address}:{janus_side.getsockname()[1]}/internal/janus/events"
     settings = lab_janus_settings(ns, data_dir, stats_period=1)
     media = MediaService(settings, data_dir, event_backend_url=events_url)
-    app = create_app(ctx, media=media)
+    app = create_app(ctx, media=media, turn=turn)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [clients, janus_side, *sites.values()]}, daemon=True

@@ -5,7 +5,6 @@ They run on SQLite only (the pages and the API are tested on both databases else
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -16,19 +15,13 @@ from typing import Any
 import pytest
 
 from giaoban.context import AppContext
-from tests.conftest import Demo, in_ci
-
-CHROMIUM = Path(os.environ.get("GIAOBAN_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--lang=vi-VN",  # as a Vietnamese desktop (takes effect where chromium-l10n is installed)
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from tests.conference.media_app import Served, serve_with_media
+from tests.conftest import Demo
+from tests.e2e.helpers import ARTIFACTS as ARTIFACTS
+from tests.e2e.helpers import CHROMIUM as CHROMIUM
+from tests.e2e.helpers import CHROMIUM_ARGS as CHROMIUM_ARGS
+from tests.e2e.helpers import launch_chromium, require_browser
+from tests.lab.fixtures import JanusNamespace
 
 
 @pytest.fixture
@@ -68,10 +61,13 @@ def live_server(ctx: AppContext, demo: Demo) -> Iterator[str]:
         thread.join(timeout=15)
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"browser test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+def _chromium(*, media: bool) -> Iterator[Any]:
+    with require_browser()() as playwright:
+        chromium = launch_chromium(playwright, media=media)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +77,32 @@ def browser() -> Iterator[Any]:
     Module-scoped: Playwright's sync API keeps an event loop marked running while it is open, and
     later tests that call asyncio.run() must not see it.
     """
-    if not CHROMIUM.exists():
-        _unavailable(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from _chromium(media=False)
+
+
+@pytest.fixture(scope="module")
+def media_browser() -> Iterator[Any]:
+    """Chromium with a fake camera and microphone (module-scoped, as ``browser``)."""
+    yield from _chromium(media=True)
+
+
+@pytest.fixture
+def playwright() -> Iterator[Any]:
+    """Playwright for one test that launches its own browsers (e.g. one inside a site namespace), with
+    a 30 s default for ``expect``. Not together with ``browser``/``media_browser`` in one module."""
+    sync_playwright = require_browser()
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture
+def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
+    """The app with its media plane (Janus in the lab namespace), the demo loaded."""
+    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
+        yield s
 
 
 @pytest.fixture

@@ -22,89 +22,22 @@ Screenshots at 1366×768 (the console, a site's room, the speaking site) go to t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from sqlalchemy import select
 
-from giaoban.audit.log import Actor
-from giaoban.conference import meetings as svc
-from giaoban.context import AppContext, Tx
-from giaoban.org.models import Site, Unit, User
-from tests.conference.media_app import Served, serve_with_media
-from tests.conftest import DEMO_PASSWORD, Demo, in_ci
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.lab.fixtures import JanusNamespace
+from tests.conference.media_app import Served
+from tests.conftest import DEMO_PASSWORD, Demo
+from tests.e2e.helpers import ARTIFACTS, SITES
+from tests.e2e.helpers import briefing_meeting as _meeting
 
 pytestmark = pytest.mark.browser
 
 VIEWPORT = {"width": 1366, "height": 768}
-MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-SITES = {"TW": "dc-tw", "01": "dc-01", "46": "dc-46", "92": "dc-92"}
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"briefing test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def media_browser() -> Iterator[Any]:
-    """Chromium with a fake camera and microphone (module-scoped: see tests/e2e/conftest.py)."""
-    if not CHROMIUM.exists():
-        _unavailable(f"Chromium not found at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
-    """The app with its media plane (Janus in the lab namespace), the demo loaded."""
-    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as served:
-        yield served
-
-
-def _meeting(demo: Demo) -> tuple[int, dict[str, int]]:
-    """A scheduled briefing starting in two minutes (so joining now counts as on time)."""
-    with demo.ctx.db.session() as s:
-        tx = Tx(s, demo.ctx.audit, Actor.system("test"))
-        sites = {c: s.execute(select(Site.id).where(Site.code == c)).scalar_one() for c in SITES}
-        root = s.execute(select(Unit.id).where(Unit.code == "TW")).scalar_one()
-        chair = s.execute(select(User.id).where(User.username == "chutri")).scalar_one()
-        now = datetime.now(svc.LOCAL_TZ).replace(second=0, microsecond=0, tzinfo=None)
-        meeting = svc.create_meeting(
-            tx,
-            svc.MeetingSpec(
-                title="Giao ban trực tuyến công tác tổ chức",
-                kind="briefing",
-                starts_at=now + timedelta(minutes=2),
-                ends_at=now + timedelta(hours=2),
-                owner_unit_id=root,
-                host_site_id=sites["TW"],
-                chair_user_id=chair,
-                agenda=[svc.AgendaSpec("Khai mạc"), svc.AgendaSpec("Thảo luận")],
-                invite=svc.InviteSpec(site_ids=[sites["01"], sites["46"], sites["92"]]),
-            ),
-        )
-        return meeting.id, sites
+# media_browser, served (the app with Janus in the lab namespace) and the SQLite-only db_url are
+# fixtures of tests/e2e/conftest.py.
 
 
 class Tabs:
@@ -209,6 +142,16 @@ def sending(page: Any, seconds: float = 1.5) -> tuple[int, dict[str, int], dict[
     return after["audio"] - before["audio"], video, heights
 
 
+def sending_all(page: Any) -> tuple[int, dict[str, int], dict[str, int]] | None:
+    """``sending(page)`` once it shows audio and the top layer ("h"), else None.
+
+    Chrome may pause its top layer for a moment when the machine is busy (its CPU adaptation), so
+    callers poll this rather than judge one sample."""
+    sample = sending(page)
+    audio, video, _heights = sample
+    return sample if audio > 0 and video.get("h", 0) > 0 else None
+
+
 def lean(page: Any) -> bool:
     """Sends no audio, and video only on its lowest layer ("l")."""
     audio, video, _heights = sending(page)
@@ -229,6 +172,19 @@ def speaker_audio_mid(page: Any, site_id: int) -> str | None:
     return next((s["audio"] for s in slots["speakers"] if s["site_id"] == site_id), None)
 
 
+def _hanoi_roster(demo: Demo) -> None:
+    """Hà Nội's standing delegates ("đại biểu thường trực"), offered by its check-in form."""
+    from giaoban.audit.log import Actor
+    from giaoban.context import Tx
+    from giaoban.org import roster
+
+    hanoi = demo.unit_id("01")
+    with demo.ctx.db.session() as s:
+        tx = Tx(s, demo.ctx.audit, Actor.system("test"))
+        for name in ("Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường"):
+            roster.add_entry(tx, hanoi, full_name=name)
+
+
 @pytest.mark.janus
 def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Served, demo: Demo) -> None:
     from playwright.sync_api import expect
@@ -236,6 +192,7 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
     expect.set_options(timeout=20_000)
     started = time.monotonic()
     mid, sites = _meeting(demo)
+    _hanoi_roster(demo)
     hue, can_tho = sites["46"], sites["92"]
     tabs = Tabs(media_browser, served.base)
     try:
@@ -301,12 +258,20 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
         )
 
         # Roll call at Hà Nội, and a private word with the control room.
+        # Two ticked from the unit's roster, one typed; the count follows (3) and is then corrected.
         hanoi = rooms["01"]
+        hanoi.get_by_label("Nguyễn Văn An").check()
+        hanoi.get_by_label("Trần Thị Bình").check()
+        hanoi.get_by_label("Đại biểu khác (mỗi dòng một người)").fill("Võ Văn Phúc")
+        expect(hanoi.get_by_label("Số đại biểu có mặt")).to_have_value("3")
         hanoi.get_by_label("Số đại biểu có mặt").fill("12")
-        hanoi.get_by_label("Họ tên đại biểu (mỗi dòng một người)").fill("Nguyễn Văn An\nTrần Thị Bình")
         hanoi.get_by_role("button", name="Gửi điểm danh").click()
         expect(hanoi.locator("#checkin-state")).to_contain_text("12 đại biểu")
         expect(chair.locator("#delegates-total")).to_have_text("Đại biểu đã điểm danh: 12 (1 điểm cầu báo)")
+        checked_in = ["Nguyễn Văn An", "Trần Thị Bình", "Võ Văn Phúc"]
+        assert served.app.state.hub.rooms[mid].live.sites[sites["01"]].names == checked_in
+        names_at_console = "(s) => window.giaobanConsole.socket.state.site(s).checkin.names"
+        assert chair.evaluate(names_at_console, sites["01"]) == checked_in
         hanoi.get_by_label("Nội dung tin nhắn").fill("Điểm cầu Hà Nội đã sẵn sàng")
         hanoi.get_by_label("Gửi tới").select_option("control")
         hanoi.get_by_role("button", name="Gửi", exact=True).click()
@@ -322,8 +287,7 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
         # the host sends all of it.
         for code in ("01", "46", "92"):
             wait_for(lambda p=rooms[code]: lean(p), f"{code} sending lean", every=0)
-        host_audio_sent, host_video_sent, _ = sending(rooms["TW"])
-        assert host_audio_sent > 0 and host_video_sent.get("h", 0) > 0, (host_audio_sent, host_video_sent)
+        wait_for(lambda: sending_all(rooms["TW"]), "the host sending audio and its top layer", every=0)
 
         # Huế asks for the floor; the chair gives it from the queue.
         rooms["46"].get_by_role("button", name="Xin phát biểu").click()
@@ -346,8 +310,9 @@ def test_briefing_floor_is_enforced_end_to_end(media_browser: Any, served: Serve
         assert own is not None and growth(rooms["46"]).get(f"audio:{own}", 0) == 0
         # Holding the floor, Huế sends its microphone and every layer; the speaker slots receive
         # its top layer (Janus moves up to it once it arrives), not the wall's lowest.
-        audio_sent, video_sent, heights = sending(rooms["46"])
-        assert audio_sent > 0 and video_sent.get("h", 0) > 0, (audio_sent, video_sent)
+        _audio, _video, heights = wait_for(
+            lambda: sending_all(rooms["46"]), "Huế sending audio and its top layer", every=0
+        )
         hue_video = next(s["video"] for s in slots_of(rooms["01"])["speakers"] if s["site_id"] == hue)
         wait_for(
             lambda: rooms["01"].evaluate(RECEIVED_HEIGHT).get(hue_video, 0) == heights["h"],

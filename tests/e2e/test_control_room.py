@@ -11,39 +11,21 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from giaoban.context import AppContext
 from giaoban.org.models import Site
-from tests.conference.media_app import Served, serve_with_media
+from tests.conference.media_app import Served
 from tests.conference.test_media_janus import Tab, open_meeting, publish
 from tests.conftest import DEMO_PASSWORD, Demo
-from tests.e2e import test_briefing
+from tests.e2e.helpers import ARTIFACTS, join_room
 from tests.e2e.test_briefing import Tabs, shot, wait_for
-from tests.lab.fixtures import JanusNamespace
 
 pytestmark = [pytest.mark.browser, pytest.mark.janus]
 pytest.importorskip("aiortc")
-
-
-media_browser = test_briefing.media_browser  # the module-scoped Chromium with a fake camera
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
-    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
-        yield s
 
 
 class Bots:
@@ -129,11 +111,7 @@ def test_control_room_shows_live_figures_for_a_chromium_site(
 
         # The Chromium site joins its room with camera and microphone.
         room = tabs.open("dc-01", f"/meetings/{mid}/room")
-        expect(room.locator("#conn")).to_have_text("Đã kết nối")
-        room.get_by_label("Chất lượng hình gửi đi").select_option("360")
-        join = room.get_by_role("button", name="Vào phòng họp")
-        expect(join).to_be_enabled()
-        join.click()
+        join_room(room)
 
         control = tabs.open("chutri", f"/meetings/{mid}/control")
         expect(control.locator("#conn")).to_contain_text("Cập nhật")
@@ -198,9 +176,8 @@ def test_control_room_shows_live_figures_for_a_chromium_site(
         expect(dialog.locator("h2")).to_contain_text("Hà Nội")
         expect(dialog.locator("svg.q-chart")).to_have_count(4)
         wait_for(lambda: dialog.locator("svg.q-chart polyline").count() > 0, "a line in the chart")
-        control.screenshot(
-            path=str(Path(__file__).resolve().parents[2] / "test-artifacts" / "control-history.png")
-        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        control.screenshot(path=str(ARTIFACTS / "control-history.png"))
         dialog.get_by_role("button", name="Đóng").click()
         assert not tabs.problems, tabs.problems
     finally:

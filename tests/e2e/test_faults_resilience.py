@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,11 @@ import pytest
 from giaoban.conference.client import LiveClient
 from giaoban.context import AppContext
 from tests.conference.media_app import serve_with_media
-from tests.conftest import DEMO_PASSWORD, Demo, in_ci
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_briefing import MEDIA_ARGS, Tabs, _meeting, growth, slots_of, speaker_audio_mid, wait_for
+from tests.conftest import DEMO_PASSWORD, Demo
+from tests.e2e.helpers import ARTIFACTS, launch_chromium, launch_in_site
+from tests.e2e.helpers import join_room as _join
+from tests.e2e.helpers import live_meeting as _live_meeting
+from tests.e2e.test_briefing import Tabs, growth, slots_of, speaker_audio_mid, wait_for
 from tests.lab.fixtures import JanusNamespace, SiteNamespace
 
 pytestmark = [pytest.mark.browser]
@@ -63,52 +64,7 @@ WATCH_STEPS = """() => {
 }"""
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"resilience test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def playwright() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"Chromium not found at {CHROMIUM}")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as pw:
-        yield pw
-
-
-def _live_meeting(demo: Demo) -> tuple[int, dict[str, int]]:
-    from giaoban.audit.log import Actor
-    from giaoban.conference import meetings as svc
-    from giaoban.conference.lifecycle import MeetingStatus
-    from giaoban.context import Tx
-
-    meeting_id, sites = _meeting(demo)
-    with demo.ctx.db.session() as s:
-        tx = Tx(s, demo.ctx.audit, Actor.system("test"))
-        svc.transition(tx, meeting_id, MeetingStatus.open)
-        svc.transition(tx, meeting_id, MeetingStatus.live)
-    return meeting_id, sites
-
-
-def _join(page: Any) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator("#conn")).to_have_text(CONNECTED)
-    page.get_by_label("Chất lượng hình gửi đi").select_option("360")
-    join = page.get_by_role("button", name="Vào phòng họp")
-    expect(join).to_be_enabled()
-    join.click()
+# db_url (SQLite only), playwright (30 s expect timeout): fixtures of tests/e2e/conftest.py.
 
 
 def _host_video_flows(page: Any) -> bool:
@@ -157,11 +113,8 @@ def test_site_link_cut_for_20s_rejoins_by_itself(
     room = f"/meetings/{mid}/room"
     with serve_with_media(ctx, janus_ns, tmp_path / "janus", site_hosts=(site.app_address,)) as served:
         site_base = served.site_bases[site.app_address]
-        direct = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS)
-        behind = playwright.chromium.launch(
-            executable_path=str(site.chromium_executable(tmp_path)),
-            args=[*CHROMIUM_ARGS, *MEDIA_ARGS, *site.chromium_args(site_base)],
-        )
+        direct = launch_chromium(playwright)
+        behind = launch_in_site(playwright, site, site_base, tmp_path)
         host_tabs, site_tabs = Tabs(direct, served.base), Tabs(behind, site_base)
         try:
             host = host_tabs.open("dc-tw", room)
@@ -266,7 +219,7 @@ def test_janus_killed_mid_briefing_every_site_rejoins_with_the_same_floor(
     hue, hanoi = sites["46"], sites["01"]
     room = f"/meetings/{mid}/room"
     with serve_with_media(ctx, janus_ns, tmp_path / "janus") as served:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS)
+        browser = launch_chromium(playwright)
         tabs = Tabs(browser, served.base)
         try:
             pages = {
@@ -436,7 +389,7 @@ def test_app_killed_and_restarted_clients_resume_and_nothing_is_lost(
     mid, sites = _live_meeting(demo)
     app = AppProcess(ctx, tmp_path, _free_port())
     app.start()
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS)
+    browser = launch_chromium(playwright)
     tabs = Tabs(browser, app.base)
     try:
         console = tabs.open("chutri", f"/meetings/{mid}/console")

@@ -15,22 +15,18 @@ from giaoban.conference.hub import Hub
 from giaoban.conference.lifecycle import MeetingStatus
 from tests.conference.media_app import Served
 from tests.conftest import Demo
-from tests.e2e.test_briefing import Tabs, _meeting, media_browser, served, shot  # noqa: F401
+from tests.e2e.helpers import briefing_meeting
+from tests.e2e.test_briefing import Tabs, shot
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
 @pytest.mark.janus
-def test_site_tech_check_against_real_janus(media_browser: Any, served: Served, demo: Demo) -> None:  # noqa: F811
+def test_site_tech_check_against_real_janus(media_browser: Any, served: Served, demo: Demo) -> None:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=30_000)
-    mid, sites = _meeting(demo)
+    mid, sites = briefing_meeting(demo)
     hanoi = sites["01"]
     tabs = Tabs(media_browser, served.base)
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from giaoban.media import loadtest
-from giaoban.media.loadrun import LoadResult, format_table, percentile
+from giaoban.media.loadrun import LoadResult, format_table
+from giaoban.media.loadtest import percentile
 from tests.lab.fixtures import lab_skip_reason
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,11 +26,11 @@ from giaoban.media.turn import (
     TurnService,
     TurnSettings,
     issue_credential,
-    load_turn_settings,
     stun_binding,
     write_turnserver_conf,
 )
 from tests.lab.fixtures import LoopThread
+from tests.lab.turn import lab_turn_settings
 
 pytestmark = pytest.mark.janus
 
@@ -66,19 +66,14 @@ def coturn(
     for link, ns in ((allowed, peer_ns), (other, other_ns)):
         netlab.spawn(ns, [sys.executable, "-c", ECHO, link.addr_b, str(ECHO_PORT)])
     data_dir = tmp_path_factory.mktemp("coturn")
-    settings = load_turn_settings(
+    settings = lab_turn_settings(
         data_dir,
-        TurnSettings(
-            mode="local",
-            listening_ip=allowed.addr_a,
-            port=TURN_PORT,
-            tls_port=TURN_PORT + 1,
-            relay_port_min=51000,
-            relay_port_max=51099,
-            peer_addresses=[allowed.addr_b],
-            credential_ttl=600,
-            restart_backoff_initial=0.1,
-        ),
+        listening_ip=allowed.addr_a,
+        peers=[allowed.addr_b],
+        port=TURN_PORT,
+        relay_ports=(51000, 51099),
+        credential_ttl=600,
+        restart_backoff_initial=0.1,
     )
     service = TurnService(settings, data_dir)
     loop_thread.run(service.start())
@@ -214,17 +209,8 @@ def test_stale_coturn_of_a_crashed_app_is_replaced(
 ) -> None:
     """An app killed without stopping coturn leaves it running; the next start kills it first."""
     link = netlab.link(None, netlab.netns("stale"))
-    settings = load_turn_settings(
-        tmp_path,
-        TurnSettings(
-            mode="local",
-            listening_ip=link.addr_a,
-            port=TURN_PORT,
-            tls_port=TURN_PORT + 1,
-            relay_port_min=51100,
-            relay_port_max=51199,
-            peer_addresses=[link.addr_b],
-        ),
+    settings = lab_turn_settings(
+        tmp_path, listening_ip=link.addr_a, peers=[link.addr_b], port=TURN_PORT, relay_ports=(51100, 51199)
     )
     # What a crashed app leaves: coturn running on our config, its pid in our pid file.
     second = TurnService(settings, tmp_path)

@@ -275,7 +275,28 @@ class ManageAt:
         return f"schedule at {'unit ' + str(self.unit_id) if self.unit_id else 'site ' + str(self.site_id)}"
 
 
-Need = OnUnit | OnSite | OnUser | AtRoot | AnyOf | InMeeting | ManageAt
+@dataclass(frozen=True)
+class RosterEdit:
+    """A unit's delegate roster: ``unit.write`` over the unit, or a site operator's own unit (the
+    unit of their role, or of the site they are pinned to)."""
+
+    unit_id: int
+
+    def holds(self, p: Policy, a: Actor) -> bool:
+        path = p.w.unit_path(self.unit_id)
+        if p.grants(a, UW, path):
+            return True
+        if a.role != "site_operator" or a.unit is None:
+            return False
+        if a.site is None:
+            return p.w.unit_id(a.unit) == self.unit_id
+        return p.w.site_unit_path(p.pinned_site(a)) == path
+
+    def __str__(self) -> str:
+        return f"roster edit on unit {self.unit_id}"
+
+
+Need = OnUnit | OnSite | OnUser | AtRoot | AnyOf | InMeeting | ManageAt | RosterEdit
 
 
 @dataclass
@@ -878,6 +899,67 @@ def techcheck_board(case: str) -> Callable[[World], Call]:
     return build
 
 
+# A unit's delegate roster (giaoban/web/api/roster.py): read with the unit, changed by RosterEdit.
+
+
+def roster_unit(w: World, where: str) -> int:
+    """``where``: a unit code, or "district of <code>" for a fresh district under it."""
+    return w.new_unit(where.split()[-1]) if where.startswith("district") else w.unit_id(where)
+
+
+def roster_entry(w: World, unit_id: int) -> int:
+    from giaoban.org import roster as roster_svc
+
+    with w.ctx.db.session() as session:
+        return roster_svc.add_entry(w._tx(session), unit_id, full_name=f"Đại biểu thử {w.seq()}").id
+
+
+def roster_read(where: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        uid = roster_unit(w, where)
+        return Call("GET", f"/api/v1/units/{uid}/roster", (OnUnit(UR, uid),))
+
+    return build
+
+
+def roster_add(where: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        uid = roster_unit(w, where)
+        body = {"full_name": "Nguyễn Văn Thử", "position": "Ủy viên"}
+        return Call(
+            "POST", f"/api/v1/units/{uid}/roster", (RosterEdit(uid),), (OnUnit(UR, uid),), json=body, ok=201
+        )
+
+    return build
+
+
+def roster_update(where: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        uid = roster_unit(w, where)
+        url = f"/api/v1/units/{uid}/roster/{roster_entry(w, uid)}"
+        return Call("PATCH", url, (RosterEdit(uid),), (OnUnit(UR, uid),), json={"active": False})
+
+    return build
+
+
+def roster_order(where: str) -> Callable[[World], Call]:
+    def build(w: World) -> Call:
+        from giaoban.org import roster as roster_svc
+
+        uid = roster_unit(w, where)
+        roster_entry(w, uid)
+        roster_entry(w, uid)
+        with w.ctx.db.session() as session:
+            ids = [e.id for e in roster_svc.list_entries(session, uid)]
+        url = f"/api/v1/units/{uid}/roster/order"
+        return Call("PUT", url, (RosterEdit(uid),), (OnUnit(UR, uid),), json={"ids": ids[::-1]})
+
+    return build
+
+
+ROSTER_UNITS = {"own": OWN, "own district": f"district of {OWN}", "other": OTHER}
+
+
 # --- the matrix ------------------------------------------------------------------------------------
 
 ROUTES: dict[str, Route] = {
@@ -1095,6 +1177,15 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    # a unit's delegate roster
+    "GET /api/v1/units/{unit_id}/roster": Route(READ, {c: roster_read(u) for c, u in ROSTER_UNITS.items()}),
+    "POST /api/v1/units/{unit_id}/roster": Route(WRITE, {c: roster_add(u) for c, u in ROSTER_UNITS.items()}),
+    "PATCH /api/v1/units/{unit_id}/roster/{entry_id}": Route(
+        WRITE, {c: roster_update(u) for c, u in ROSTER_UNITS.items()}
+    ),
+    "PUT /api/v1/units/{unit_id}/roster/order": Route(
+        WRITE, {c: roster_order(u) for c, u in ROSTER_UNITS.items()}
+    ),
 }
 
 
@@ -1297,7 +1388,9 @@ def test_every_api_route_but_login_needs_a_login(world: World) -> None:
         if route == "POST /api/v1/auth/login":
             continue
         method, path = route.split(" ", 1)
-        url = path.format(unit_id=unit, site_id=site, user_id=user, meeting_id=meeting, alert_id=1)
+        url = path.format(
+            unit_id=unit, site_id=site, user_id=user, meeting_id=meeting, alert_id=1, entry_id=1
+        )
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             r = world.client.request(method, url, headers=headers)
             assert r.status_code == 401, f"{route} with {headers}: {r.status_code} {r.text[:200]}"

@@ -356,6 +356,7 @@ async function showDetail(id, { revealInTree = false } = {}) {
       ]),
       el("h3", {}, S.sites),
       sitesSection(sites),
+      unit.valid_to ? "" : el("p", {}, el("a", { class: "btn btn-secondary btn-small", href: `/units/${id}/roster` }, S.roster)),
       el("h3", {}, S.history),
       ...historySection(history),
     );

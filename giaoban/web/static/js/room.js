@@ -504,22 +504,82 @@ orderButton.addEventListener("click", () => floorAction("floor.request", { kind:
 cancelButton.addEventListener("click", () => floorAction("floor.cancel"));
 
 // ---- check-in --------------------------------------------------------------------------------
+// The unit's roster as checkboxes (rendered by the server, pre-ticked from the site's last
+// check-in), plus typed names. The count follows ticked + typed until the technician types a number
+// of their own (clearing the field hands it back to the tally).
+
+const checkinForm = $("checkin");
+const delegatesInput = $("delegates");
+const namesInput = $("names");
+const rosterChecks = () => [...checkinForm.querySelectorAll('input[name="roster"]')];
+let delegatesTouched = false;
+let checkinTouched = false; // the technician changed something: the live state no longer fills the form
+
+function typedNames() {
+  return namesInput.value
+    .split("\n")
+    .map((n) => n.normalize("NFC").replace(/\s+/g, " ").trim())
+    .filter(Boolean);
+}
+
+function checkinNames() {
+  const seen = new Set();
+  const out = [];
+  for (const name of [...rosterChecks().filter((c) => c.checked).map((c) => c.dataset.name), ...typedNames()]) {
+    const key = name.toLocaleLowerCase("vi");
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(name);
+    }
+  }
+  return out.slice(0, 500);
+}
+
+function tally() {
+  if (delegatesTouched) return;
+  const n = checkinNames().length;
+  delegatesInput.value = n ? String(n) : "";
+}
 
 function renderCheckin(site) {
   const checkin = site?.checkin;
   if (checkin) {
     $("checkin-state").textContent = format(S.checkedIn, { t: hhmm(checkin.at), n: checkin.delegates });
+    if (!checkinTouched) {
+      // Back in the room after a reload: show what was sent.
+      checkinTouched = true;
+      const sent = new Set(checkin.names);
+      const boxes = rosterChecks();
+      for (const box of boxes) box.checked = sent.has(box.dataset.name);
+      const onRoster = new Set(boxes.map((b) => b.dataset.name));
+      namesInput.value = checkin.names.filter((n) => !onRoster.has(n)).join("\n");
+      delegatesInput.value = String(checkin.delegates);
+      delegatesTouched = checkin.delegates !== checkinNames().length;
+    }
   }
 }
 
-$("checkin").addEventListener("submit", async (event) => {
+checkinForm.addEventListener("change", (event) => {
+  if (event.target.name === "roster") {
+    checkinTouched = true;
+    tally();
+  }
+});
+namesInput.addEventListener("input", () => {
+  checkinTouched = true;
+  tally();
+});
+delegatesInput.addEventListener("input", () => {
+  checkinTouched = true;
+  delegatesTouched = delegatesInput.value !== "";
+  if (!delegatesTouched) tally();
+});
+tally();
+
+checkinForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const names = $("names")
-    .value.split("\n")
-    .map((n) => n.trim())
-    .filter(Boolean)
-    .slice(0, 500);
-  await floorAction("checkin", { delegates: Number($("delegates").value), names });
+  checkinTouched = true;
+  await floorAction("checkin", { delegates: Number(delegatesInput.value), names: checkinNames() });
 });
 
 // ---- chat ------------------------------------------------------------------------------------
