@@ -21,7 +21,8 @@ During ``--duration`` seconds the chair grants and revokes the floor ``--grants`
 
 * join: a site tab's ``hello`` sent → first RTP of the host's video in its view (every site, host
   included: the host's view carries its own video);
-* grant latency, from sending ``floor.grant`` (as ``bench/briefing_latency.py``): the console's ack;
+* grant latency, from sending ``floor.grant`` (``bench/briefing_latency.py`` runs this command for
+  issue 4's benchmark): the console's ack;
   "unmuted", the holder's first audio on a speaker slot at any other site; "switched" (the headline
   ``grant_*`` figures), every other site's speaker slot delivered the holder's audio;
 * app and Janus CPU (Δ utime+stime from ``/proc/<pid>/stat``, % of one core) and RSS — overall and at
@@ -30,9 +31,6 @@ During ``--duration`` seconds the chair grants and revokes the floor ``--grants`
   unexpected disconnect, failed renegotiation, or a site that did not hear the holder within 5 s.
 
 cli.py imports this module when it builds its parser: only the standard library is imported at the top.
-
-Shared with ``bench/briefing_latency.py`` (to be folded: that script is owned elsewhere): the grant
-procedure, the raw publisher on our signalling and the speaker-slot watching view.
 """
 
 from __future__ import annotations

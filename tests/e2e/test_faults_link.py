@@ -22,6 +22,13 @@ of this test: join 2.18, 2.13, 2.11 s; under 10 % loss the view stepped down one
 longest freeze 0.0, 3.1, 0.0 s. With 10 % loss from the first page (``GIAOBAN_FAULT_JOIN_LOSS_PCT=10``)
 the join still took 6.6 and 11.8 s: the handshakes, not the first keyframe, dominate (below).
 
+Every run prints the join's timeline (``TIMELINE``: WebSocket media messages, ICE/DTLS states, first RTP
+and decoded frame, with Janus's event-handler events) and the relay's drops during the join. Measured
+with it (docs/media.md "Joining over a lossy link"): at 10 % + 200 ms each way from the first page,
+DTLS took 2.2–5.6 s in 6 of 7 joins (Chromium's ClientHello is two datagrams, resent after 1.5 s then
+3 s); with the browser answering ``a=setup:passive`` (Janus is the DTLS client, live.js) 4 joins took
+2.7, 4.1, 3.0, 4.3 s — still not ≤ 3 s every time, so the join phase stays loss-free by default.
+
 Why the join is not measured under loss (before the layer policy): measured here (2026-11-27, Janus 1.1.2, Chromium 156, a loaded
 2-core VM; ``GIAOBAN_FAULT_LOSS_PCT`` / ``GIAOBAN_FAULT_DELAY_MS`` set the loss and delay of *both*
 phases to re-measure), per direction on both links, with loss from the first page on:
@@ -92,6 +99,91 @@ JOIN_CLOCK = """() => {
 }"""
 JOIN_MS = "() => (window.__join.t0 && window.__join.t1) ? window.__join.t1 - window.__join.t0 : null"
 
+# Join timeline (docs/media.md "Joining over a lossy link"), installed before the click: media.* messages
+# sent and received on the WebSocket, each new PeerConnection's ICE gathering/ICE/DTLS/connection states,
+# its first RTP packet and first decoded frame (getStats every 20 ms), all on the wall clock (ms), so
+# Janus's event timestamps line up.
+TIMELINE = """() => {
+  const T = (window.__tl = []);
+  const now = () => performance.timeOrigin + performance.now();
+  const mark = (what) => T.push([now(), what]);
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      const m = JSON.parse(data);
+      if (m.type && m.type.startsWith("media.")) {
+        let what = `ws> ${m.type} #${m.id}`;
+        if (m.target) what += ` ${m.target}`;
+        if ("candidate" in m) what += m.candidate ? ` ${m.candidate.candidate.split(" ").slice(2, 8).join(" ")}` : " end";
+        mark(what);
+      }
+    } catch (e) {}
+    return send.call(this, data);
+  };
+  const socket = window.giaobanRoom.socket;
+  const receive = socket._receive.bind(socket);
+  socket._receive = (ws, raw) => {
+    try {
+      const m = JSON.parse(raw);
+      if (m.type === "ack" || m.type === "error" || (m.type && m.type.startsWith("media."))) mark(`ws< ${m.type} #${m.id}`);
+    } catch (e) {}
+    return receive(ws, raw);
+  };
+  const PC = window.RTCPeerConnection;
+  let n = 0;
+  window.RTCPeerConnection = function (...args) {
+    const pc = new PC(...args);
+    const id = `pc${++n}`;
+    mark(`${id} new`);
+    const on = (ev, f) => pc.addEventListener(ev, f);
+    on("icegatheringstatechange", () => mark(`${id} gathering ${pc.iceGatheringState}`));
+    on("iceconnectionstatechange", () => mark(`${id} ice ${pc.iceConnectionState}`));
+    on("connectionstatechange", () => mark(`${id} connection ${pc.connectionState}`));
+    on("icecandidate", (e) => mark(`${id} candidate ${e.candidate ? e.candidate.type + " " + e.candidate.protocol : "end"}`));
+    let dtls = null;
+    on("signalingstatechange", () => {
+      mark(`${id} signaling ${pc.signalingState}`);
+      const t = pc.getTransceivers()[0];
+      const tr = t && (t.receiver.transport || t.sender.transport);
+      if (tr && !dtls) {
+        dtls = tr;
+        mark(`${id} dtls ${tr.state}`);
+        tr.addEventListener("statechange", () => mark(`${id} dtls ${tr.state}`));
+      }
+    });
+    const seen = new Set();
+    const poll = async () => {
+      if (pc.signalingState === "closed" || seen.size >= 3) return;
+      (await pc.getStats()).forEach((r) => {
+        if (r.type !== "inbound-rtp") return;
+        if (r.packetsReceived > 0 && !seen.has(r.kind)) { seen.add(r.kind); mark(`${id} first rtp ${r.kind} mid ${r.mid}`); }
+        if (r.framesDecoded > 0 && !seen.has("frame")) { seen.add("frame"); mark(`${id} first frame decoded mid ${r.mid}`); }
+      });
+      setTimeout(poll, 20);
+    };
+    setTimeout(poll, 20);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = PC.prototype;
+  document.getElementById("join").addEventListener("click", () => mark("click"), {capture: true});
+  document.getElementById("host-video").requestVideoFrameCallback(() => mark("host video first frame presented"));
+}"""
+# What the view's ICE/DTLS did: its candidate pairs' STUN requests/responses, its transport.
+HANDSHAKE = """async () => {
+  const pc = window.giaobanRoom.view && window.giaobanRoom.view.pc;
+  const out = {pairs: [], transport: null};
+  if (!pc) return out;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === "candidate-pair")
+      out.pairs.push({state: r.state, nominated: r.nominated, requestsSent: r.requestsSent,
+                      requestsReceived: r.requestsReceived, responsesReceived: r.responsesReceived,
+                      responsesSent: r.responsesSent, rtt: r.currentRoundTripTime});
+    if (r.type === "transport") out.transport = {dtlsState: r.dtlsState, dtlsRole: r.dtlsRole, tls: r.tlsVersion,
+                                                 cipher: r.dtlsCipher, iceRole: r.iceRole};
+  });
+  return out;
+}"""
+
 # The host's streams on the view: frames decoded (video) and bytes received (audio), by mid.
 INBOUND = """async (mids) => {
   const view = window.giaobanRoom.view;
@@ -123,6 +215,36 @@ VIEW_REMOTE = """async () => {
   });
   return remote;
 }"""
+
+
+def _janus_marks(events: list[tuple[float, dict[str, Any]]]) -> list[tuple[float, str]]:
+    """(wall-clock ms, what) of Janus's WebRTC events (type 16) and plugin events on the site's handles."""
+    out = []
+    for _, ev in events:
+        body, etype = ev.get("event"), ev.get("type")
+        if not isinstance(body, dict) or etype not in (16, 64):
+            continue
+        what = {
+            k: v for k, v in body.items() if k in ("ice", "dtls", "connection", "selected-pair", "reason")
+        }
+        if etype == 64:
+            what = {"plugin": str((body.get("data") or {}).get("event") or sorted(body.get("data") or {}))}
+        if what:
+            out.append(
+                (float(ev["timestamp"]) / 1000, f"janus {ev.get('opaque_id')} h{ev.get('handle_id')} {what}")
+            )
+    return out
+
+
+def _timeline(page_marks: list[list[Any]], janus: list[tuple[float, str]]) -> str:
+    """The join timeline, ms from the click."""
+    marks = sorted([(float(t), str(w)) for t, w in page_marks] + janus)
+    t0 = next((t for t, w in marks if w == "click"), marks[0][0] if marks else 0.0)
+    return "\n".join(f"{t - t0:8.0f} ms  {w}" for t, w in marks)
+
+
+def name_janus(site: SiteNamespace) -> str | None:
+    return site.janus_link.name_a if site.janus_link is not None else None
 
 
 def _down_loss(app: Any, meeting_id: int, site_id: int) -> float | None:
@@ -171,9 +293,38 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
             assert page.evaluate("() => window.isSecureContext")
             join = ready_to_join(page)
             page.evaluate(JOIN_CLOCK)
+            page.evaluate(TIMELINE)
+            store = served.app.state.media.events
+            janus_events: list[tuple[float, dict[str, Any]]] = []
+            ingest = store.ingest
+
+            def recording(events: Any) -> int:
+                for ev in events if isinstance(events, list) else [events]:
+                    if isinstance(ev, dict):
+                        janus_events.append((time.time(), ev))
+                return int(ingest(events))
+
+            store.ingest = recording
+            relays = {link.name_a: link.relay for link in site.links if link.relay is not None}
+            at_click = {name: relay.stats() for name, relay in relays.items()}
             join.click()
             join_ms = float(
                 wait_for(lambda: page.evaluate(JOIN_MS), "the host's first frame at the site", 30)
+            )
+            time.sleep(0.5)  # late marks (first frame decoded vs presented, Janus's events)
+            store.ingest = ingest
+            joined = {name: relay.stats() for name, relay in relays.items()}
+            join_drops = {
+                f"{name} {d}": {k: joined[name][d][k] - at_click[name][d][k] for k in ("rx", "lost")}
+                for name in relays
+                for d in ("ab", "ba")
+            }
+            print(
+                f"join timeline ({JOIN_LOSS_PCT:g} % loss, {DELAY_MS:g} ms each way; join {join_ms:.0f} ms;"
+                f" links: {site.app_link.name_a if site.app_link else None} = app, {name_janus(site)} = Janus;"
+                f" ab = site → far end):\n"
+                + _timeline(page.evaluate("() => window.__tl"), _janus_marks(janus_events))
+                + f"\nrelay during the join: {join_drops}\nview handshake: {page.evaluate(HANDSHAKE)}"
             )
             slots = wait_for(lambda: slots_of(page), "the site's slots")
             mids = {"video": slots["host"]["video"], "audio": slots["host"]["audio"]}

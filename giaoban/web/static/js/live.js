@@ -413,6 +413,10 @@ export class Subscription {
   async answer(offer) {
     await this.pc.setRemoteDescription(offer);
     const answer = await this.pc.createAnswer();
+    // DTLS: answer passive, so Janus is the DTLS client: it starts the handshake as soon as its ICE is
+    // ready, with a one-packet ClientHello (Chrome's own is two packets) and a 1 s resend timer
+    // (Chrome's: 1.5 s, then 3 s) — docs/media.md "Joining over a lossy link".
+    answer.sdp = answer.sdp.replace(/a=setup:active/g, "a=setup:passive");
     await this.pc.setLocalDescription(answer);
     await this.socket.send("media.start", {
       jsep: { type: answer.type, sdp: answer.sdp },
