@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/join_time.py --joins 20 [--budget 600]
 
-Same lab as bench/briefing_latency.py (namespace + Janus + the real app in a child process, the
+Lab from bench/lab_app.py (namespace + Janus + the real app in a child process, the
 briefing live). Debian's Chromium with a fake camera and microphone (Playwright): the host (dc-tw)
 joins first and stays. Then, alternately, ``--joins`` times each:
 

@@ -6,12 +6,15 @@ and a generated secret key, both kept in the data directory.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,30 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_self_signed: bool = Field(default=False, description="Serve https with a generated LAN certificate.")
+    # Reverse proxies (docs/deploy.md, "Behind nginx"): only a peer in this list is believed about
+    # the client's address (X-Forwarded-For). Comma-separated addresses or CIDRs; empty trusts none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses/CIDRs of reverse proxies whose X-Forwarded-For counts."
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        """``127.0.0.1, 10.0.0.0/8`` or a JSON list; every entry must be an address or a network."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            out = []
+            for item in value:
+                entry = str(item).strip()
+                ipaddress.ip_network(entry, strict=False)  # ValueError: not an address or network
+                out.append(entry)
+            return out
+        return value
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(v, strict=False) for v in self.trusted_proxies]
 
     @property
     def resolved_database_url(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -26,6 +27,17 @@ from giaoban.audit.models import AuditEntry, AuditHead
 from giaoban.db import utcnow
 
 GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to record: what was done, to which record, and its state before and after."""
+
+    action: str
+    entity_type: str
+    entity_id: Any = ""
+    before: Any = None
+    after: Any = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,14 @@ class AuditLog:
         before: Any = None,
         after: Any = None,
     ) -> AuditEntry:
+        return self.record_many(session, actor, [Change(action, entity_type, entity_id, before, after)])[0]
+
+    def record_many(self, session: Session, actor: Actor, changes: Sequence[Change]) -> list[AuditEntry]:
+        """Append one entry per change, chained in order, in one write: the head is locked and read
+        once, the entries go in as one batch insert. The chain is the same as ``record`` one by one
+        would make (each entry's own time aside), so ``verify`` needs no notion of batches."""
+        if not changes:
+            return []
         head = session.execute(
             select(AuditHead).where(AuditHead.id == 1).with_for_update()
         ).scalar_one_or_none()
@@ -113,25 +133,31 @@ class AuditLog:
                 ).scalar_one_or_none()
                 or GENESIS
             )
-        entry = AuditEntry(
-            id=head.last_id + 1,
-            at=utcnow(),
-            actor_id=actor.user_id,
-            actor=actor.username,
-            ip=actor.ip,
-            action=action,
-            entity_type=entity_type,
-            entity_id=str(entity_id),
-            before=dump(before),
-            after=dump(after),
-            prev_hash=prev_hash,
-        )
-        entry.hash = _entry_hash(self._key, entry)
-        session.add(entry)
-        head.last_id = entry.id
-        head.last_hash = _head_seal(self._key, entry.id, entry.hash)
+        at = utcnow()
+        entries = []
+        next_id = head.last_id
+        for change in changes:
+            next_id += 1
+            entry = AuditEntry(
+                id=next_id,
+                at=at,
+                actor_id=actor.user_id,
+                actor=actor.username,
+                ip=actor.ip,
+                action=change.action,
+                entity_type=change.entity_type,
+                entity_id=str(change.entity_id),
+                before=dump(change.before),
+                after=dump(change.after),
+                prev_hash=prev_hash,
+            )
+            entry.hash = prev_hash = _entry_hash(self._key, entry)
+            entries.append(entry)
+        session.add_all(entries)
+        head.last_id = next_id
+        head.last_hash = _head_seal(self._key, next_id, prev_hash)
         session.flush()
-        return entry
+        return entries
 
     def verify(self, session: Session, batch: int = 5000) -> VerifyReport:
         """Walk the whole chain; report every break found."""

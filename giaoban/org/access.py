@@ -7,10 +7,13 @@ principal's scope, so a user never sees a row outside the subtrees their roles c
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from giaoban.org.models import Role, User
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from giaoban.org.models import Role, Unit, User
 
 
 class Perm(enum.StrEnum):
@@ -71,15 +74,24 @@ class Principal:
     full_name: str = ""
     grants: list[Grant] = field(default_factory=list)
     ip: str = ""
+    # Paths of the organization's top-level units in effect: "the whole tree" is all of them.
+    top_paths: tuple[str, ...] = ()
 
     @classmethod
-    def from_user(cls, user: User, ip: str = "") -> Principal:
+    def from_user(cls, user: User, ip: str = "", top_paths: Sequence[str] = ()) -> Principal:
         grants = [
             Grant(Role(r.role), r.unit_id, r.unit.path, r.site_id)
             for r in user.roles
             if r.unit.valid_to is None  # a grant on a dissolved unit covers nothing
         ]
-        return cls(user_id=user.id, username=user.username, full_name=user.full_name, grants=grants, ip=ip)
+        return cls(
+            user_id=user.id,
+            username=user.username,
+            full_name=user.full_name,
+            grants=grants,
+            ip=ip,
+            top_paths=tuple(top_paths),
+        )
 
     @property
     def roles(self) -> set[Role]:
@@ -114,5 +126,27 @@ class Principal:
         return any(True for _ in self._grants_for(perm))
 
     def is_global(self, perm: Perm) -> bool:
-        """Holds ``perm`` over a whole tree (a grant at a root unit)."""
-        return any(p.count("/") == 2 for p in self.unit_paths(perm))
+        """Holds ``perm`` over the whole organization: a grant at every top-level unit in effect.
+
+        A grant at one top-level unit of several covers that tree only; it does not make its holder
+        an administrator of the others (nor of what belongs to no tree: users without roles, the
+        audit trail, new top-level units).
+        """
+        if not self.top_paths:
+            return False
+        return all(self.can_unit(perm, top) for top in self.top_paths)
+
+    def can_unit_above(self, perm: Perm, unit_path: str) -> bool:
+        """Holds ``perm`` over the unit from strictly above it: the unit lies inside a granted subtree
+        but is not that subtree's own top. A grant's own unit defines its holder's scope, so its
+        holder may work inside it but not rename, close or merge it away; that is for whoever is
+        scoped above. A top-level unit has nobody above it: the whole organization's holders may."""
+        if unit_path.count("/") == 2:
+            return self.is_global(perm)
+        return any(in_path(unit_path, p) and unit_path != p for p in self.unit_paths(perm))
+
+
+def top_unit_paths(session: Session) -> list[str]:
+    """Paths of the top-level units in effect today (the roots of the organization's trees)."""
+    stmt = select(Unit.path).where(Unit.parent_id.is_(None), Unit.valid_to.is_(None))
+    return list(session.execute(stmt).scalars())

@@ -288,6 +288,7 @@ def login(
     totp: str | None = None,
     kind: str = "cookie",
     user_agent: str = "",
+    replaces: str | None = None,
 ) -> LoginResult | LoginFailure:
     """Check the password (and TOTP if given); open a session.
 
@@ -296,6 +297,9 @@ def login(
 
     With TOTP enabled and no code given, the session opens "pending": it can only finish the
     second step. The same happens for an admin who must enrol TOTP and has not yet.
+
+    ``replaces`` is the cookie token the request still carried: a successful login ends that older
+    browser session (whoever's it was), so one browser never holds two live sessions.
     """
     session = tx.session
     ip = tx.actor.ip
@@ -345,6 +349,11 @@ def login(
         user_agent=user_agent[:300],
     )
     session.add(auth)
+    if replaces:
+        old = session_for_token(session, replaces)
+        if old is not None and old.kind == "cookie":
+            session.delete(old)
+            tx.record("auth.logout", "user", old.user_id, after={"reason": "replaced_by_login"})
     session.flush()
     tx.record("auth.login", "user", user.id, after={"kind": kind, "pending": auth.second_factor_pending})
     return LoginResult(token, auth, user, needs_totp, needs_enrollment)
@@ -408,8 +417,17 @@ def complete_second_factor(tx: Tx, auth: AuthSession, code: str) -> None:
     tx.record("auth.totp", "user", user.id)
 
 
-def disable_totp(tx: Tx, user_id: int) -> None:
+def disable_totp(tx: Tx, settings: Settings, user_id: int, code: str) -> None:
+    """Turn off one's own second factor: only with a current code from it, and never for a system
+    admin while ``GIAOBAN_ADMIN_TOTP_REQUIRED`` is on. The page and any API share these rules."""
     user = get_user(tx.session, user_id)
+    if settings.admin_totp_required and any(
+        r.role == Role.admin and r.unit.valid_to is None for r in user.roles
+    ):
+        raise Forbidden("Quản trị hệ thống bắt buộc dùng xác thực hai lớp.", code="totp_required_for_admin")
+    if not verify_totp(user, code[:12]):
+        # 403 like a wrong current password: the request is well-formed, the proof is not.
+        raise Forbidden("Mã xác thực không đúng.", code="bad_totp")
     user.totp_enabled = False
     user.totp_secret = None
     tx.record("user.totp_disable", "user", user.id)

@@ -12,6 +12,7 @@ what the tree looked like; an import creates every unit effective from one date 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import zipfile
@@ -569,7 +570,10 @@ def _write(rows: list[Sequence[Any]], fmt: str, title: str) -> bytes:
     writer = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
     for row in rows:
         writer.writerow(["" if v is None else (v.isoformat() if isinstance(v, date) else v) for v in row])
-    return buf.getvalue().encode("utf-8")
+    data = buf.getvalue().encode("utf-8")
+    # Excel reads a CSV without a byte-order mark in the local code page, garbling Vietnamese; with
+    # one it reads UTF-8. Import accepts it (``_decode``). TSV stays bare, for scripts.
+    return codecs.BOM_UTF8 + data if fmt == "csv" else data
 
 
 def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:

@@ -341,12 +341,22 @@ class LoginOut(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_at: UtcDateTime
     user: UserOut
+    must_change_password: bool = Field(
+        default=False,
+        description="Until the password is changed (POST /auth/password), other calls answer 403 "
+        "password_change_required.",
+    )
 
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     current_password: Password
     new_password: NewPassword
+
+
+class TotpCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=12, pattern=r"^[0-9 ]+$", description="A current TOTP code")
 
 
 class MeOut(BaseModel):

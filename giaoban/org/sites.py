@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
+from giaoban.audit.log import Change
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import Site, SiteStatus, Unit
@@ -117,8 +118,9 @@ def create_sites(tx: Tx, drafts: Sequence[SiteDraft]) -> list[Site]:
     ]
     session.add_all(sites)
     session.flush()
-    for site in sites:
-        tx.record("site.create", "site", site.id, after=site_snapshot(site))
+    tx.audit.record_many(
+        session, tx.actor, [Change("site.create", "site", s.id, after=site_snapshot(s)) for s in sites]
+    )
     return sites
 
 

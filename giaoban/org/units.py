@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from giaoban.audit.log import Change
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import RoleAssignment, Site, Unit, UnitEvent, UnitKind, UnitLineage, UnitVersion
@@ -474,8 +475,9 @@ def create_units(
                 )
             )
     units = [u for u in created if u is not None]
-    for unit in units:
-        tx.record("unit.create", "unit", unit.id, after=snapshot(unit))
+    tx.audit.record_many(
+        session, tx.actor, [Change("unit.create", "unit", unit.id, after=snapshot(unit)) for unit in units]
+    )
     return units
 
 

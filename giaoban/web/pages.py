@@ -46,6 +46,7 @@ from giaoban.org.schemas import (
     RolesIn,
     SiteStatusLit,
     SiteUpdate,
+    TotpCode,
     UserCreate,
     UserUpdate,
 )
@@ -350,9 +351,9 @@ def _pending_step(caller: Caller) -> str:
 
 def _signed_in(request: Request, *, password_change_ok: bool) -> Caller:
     ctx = get_ctx(request)
-    caller = resolve_caller(request, ctx)
+    caller = resolve_caller(request, ctx, allow_must_change=True)
     if caller is None:
-        pending = resolve_caller(request, ctx, allow_pending=True)
+        pending = resolve_caller(request, ctx, allow_pending=True, allow_must_change=True)
         if pending is not None:
             raise _Redirect(_pending_step(pending) + "?" + urlencode({"next": _here(request)}))
         raise _Redirect(_login_url(request))
@@ -373,7 +374,7 @@ def signed_in_any(request: Request) -> Caller:
 
 def half_signed_in(request: Request) -> Caller:
     """A session that passed the password, with or without its second factor."""
-    caller = resolve_caller(request, get_ctx(request), allow_pending=True)
+    caller = resolve_caller(request, get_ctx(request), allow_pending=True, allow_must_change=True)
     if caller is None:
         raise _Redirect(_login_url(request))
     return caller
@@ -471,7 +472,7 @@ def _login_page(
 
 @router.get("/login")
 def login_form(request: Request, next: str = "/") -> Response:
-    if resolve_caller(request, get_ctx(request)) is not None:
+    if resolve_caller(request, get_ctx(request), allow_must_change=True) is not None:
         raise _Redirect(safe_next(next))
     return _login_page(request, next_url=safe_next(next))
 
@@ -558,7 +559,7 @@ def totp_step(
 @router.post("/logout")
 def logout(request: Request, csrf: FormStr = "") -> Response:
     ctx = get_ctx(request)
-    caller = resolve_caller(request, ctx, allow_pending=True)
+    caller = resolve_caller(request, ctx, allow_pending=True, allow_must_change=True)
     if caller is not None:
         _check_csrf(request, caller, csrf)
         with _web(request, caller).tx() as tx:
@@ -1132,11 +1133,10 @@ def totp_submit(
 def totp_disable(request: Request, caller: SignedIn, csrf: FormStr = "", code: FormStr = "") -> Response:
     _check_csrf(request, caller, csrf)
     _ = translator(request)
-    if get_ctx(request).settings.admin_totp_required and caller.principal.has_role(Role.admin):
-        error = _("Quản trị hệ thống bắt buộc dùng xác thực hai lớp.")
-        return _account_page(request, caller, errors={"totp": error}, status=403)
-    if not accounts.verify_totp(caller.user, code[:12]):
+    try:
+        auth_api.disable_totp(_web(request, caller), TotpCode(code=code[:12]))
+    except ValidationError:
         return _account_page(request, caller, errors={"totp": _("Mã xác thực không đúng.")}, status=400)
-    with _web(request, caller).tx() as tx:
-        accounts.disable_totp(tx, caller.user.id)
+    except DomainError as exc:
+        return _account_page(request, caller, errors={"totp": _(exc.message)}, status=exc.status)
     raise _Redirect("/account?done=totp_off")

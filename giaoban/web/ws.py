@@ -141,6 +141,8 @@ async def _serve_tab(ws: WebSocket, hub: Hub, peer: Peer, meeting_id: int) -> No
         log.debug("tab %s closed (%s)", peer.key, exc.code)
     except TimeoutError:
         await ws.close(1001, "idle")
+    except ConnectionError as exc:  # its socket went away (or it stopped reading) mid-reply
+        log.debug("tab %s gone: %s", peer.key, exc)
     except Exception:
         log.exception("tab %s failed", peer.key)
     finally:

@@ -6,6 +6,7 @@ row by its line in the file. Runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import codecs
 import io
 import zipfile
 from collections.abc import Callable, Iterator
@@ -551,6 +552,23 @@ def test_export_then_import_into_an_empty_database_gives_the_same_tree(demo: Dem
     assert len(units_before) == 73 and kinds_count(ctx, TODAY, "province") == 62
 
 
+def test_csv_export_carries_a_utf8_bom_that_import_accepts(demo: Demo) -> None:
+    """Excel opens a CSV without a byte-order mark in the local code page: "Hà Nội" turns into
+    "HÃ  Ná»™i". With the mark it reads UTF-8; TSV (for scripts) and XLSX need none."""
+    with demo.ctx.db.session() as session:
+        data = org_io.export_units(session, "csv", unit_svc.UnitFilter())
+        sites = org_io.export_sites(session, "csv", site_svc.query_sites(site_svc.SiteFilter()))
+        plain = org_io.export_units(session, "tsv", unit_svc.UnitFilter())
+    assert data.startswith(codecs.BOM_UTF8) and data.count(codecs.BOM_UTF8) == 1
+    assert sites.startswith(codecs.BOM_UTF8)
+    assert not plain.startswith(codecs.BOM_UTF8)
+    assert "01,Thành ủy Hà Nội,province,TW" in data.decode("utf-8-sig")
+    # A file saved back by Excel ("CSV UTF-8") keeps the mark: it imports, the mark is not data.
+    edited = codecs.BOM_UTF8 + "code,name,kind,parent\nZ1,Huyện Mới,district,01\n".encode()
+    assert act(demo.ctx, import_units, edited, "z.csv").created == 1
+    assert unit_id(demo.ctx, "Z1")
+
+
 def test_export_as_of_a_past_date(demo: Demo) -> None:
     ctx = demo.ctx
     _reorganize(demo)
@@ -608,7 +626,8 @@ def test_api_export_units(client: TestClient, demo: Demo) -> None:
     assert len(r.text.strip().split("\n")) == 72
     r = client.get("/api/v1/units/export", params={"format": "csv", "as_of": "2016-12-31"}, headers=h)
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
-    assert r.text.strip() == "code,name,kind,parent,valid_from,valid_to"
+    assert r.content.startswith(codecs.BOM_UTF8)  # so Excel reads it as UTF-8
+    assert r.content[3:].decode().strip() == "code,name,kind,parent,valid_from,valid_to"
     r = client.get("/api/v1/units/export", params={"format": "xlsx", "under": demo.unit_id("79")}, headers=h)
     assert r.headers["content-type"] == org_io.MEDIA_TYPES["xlsx"]
     rows = list(load_workbook(io.BytesIO(r.content)).worksheets[0].iter_rows(values_only=True))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi.routing import APIRoute
 from httpx import Response
@@ -968,6 +969,7 @@ ROUTES: dict[str, Route] = {
     "POST /api/v1/auth/logout": Route(SELF),
     "GET /api/v1/auth/me": Route(SELF),
     "POST /api/v1/auth/password": Route(SELF),
+    "POST /api/v1/auth/totp/disable": Route(SELF),
     # units
     "GET /api/v1/units": Route(
         LIST,
@@ -1307,6 +1309,29 @@ def _row_codes(r: Response) -> list[str]:
     return [d["code"] for d in body["error"]["details"]] if r.status_code == 422 else [str(r.status_code)]
 
 
+def _check_totp_disable(w: World, actor: Actor, headers: dict[str, str], where: str) -> list[str]:
+    """Every actor turns their own TOTP off, with a current code only (enrolled here first)."""
+    from giaoban.audit.log import Actor as AuditActor
+    from giaoban.context import Tx
+    from giaoban.org import accounts
+
+    uid = w.user_id(actor.username)
+    with w.ctx.db.session() as s:
+        tx = Tx(s, w.ctx.audit, AuditActor.system("security-tests"))
+        secret, _uri = accounts.begin_totp_enrollment(tx, uid)
+        totp = pyotp.TOTP(secret)
+        accounts.confirm_totp(tx, uid, totp.now())
+    valid = {totp.at(datetime.now().timestamp() + k * 30) for k in (-1, 0, 1)}
+    wrong = next(c for c in ("000000", "111111", "222222") if c not in valid)
+    url = "/api/v1/auth/totp/disable"
+    refused = w.client.post(url, json={"code": wrong}, headers=headers)
+    done = w.client.post(url, json={"code": totp.now()}, headers=headers)
+    with w.ctx.db.session() as s:
+        still_on = s.execute(select(User.totp_enabled).where(User.id == uid)).scalar_one()
+    ok = refused.status_code == 403 and done.status_code == 204 and not still_on
+    return [] if ok else [f"{where}: wrong code {refused.status_code}, right code {done.status_code}"]
+
+
 def _check_self(w: World, p: Policy, actor: Actor, route: str) -> list[str]:
     """The auth routes: every actor, about themselves."""
     where = f"{actor.name} · {route}"
@@ -1332,6 +1357,8 @@ def _check_self(w: World, p: Policy, actor: Actor, route: str) -> list[str]:
         after = w.client.get("/api/v1/auth/me", headers=headers)
         ok = r.status_code == 204 and after.status_code == 401
         return [] if ok else [f"{where}: logout {r.status_code}, then /me {after.status_code}"]
+    if route == "POST /api/v1/auth/totp/disable":
+        return _check_totp_disable(w, actor, headers, where)
     assert route == "POST /api/v1/auth/password"
     body = {"current_password": DEMO_PASSWORD, "new_password": NEW_PASSWORD}
     r = w.client.post("/api/v1/auth/password", json=body, headers=headers)

@@ -609,7 +609,7 @@ def test_totp_enrolment_and_second_step(client: TestClient, demo: Demo) -> None:
 
     # Turning it off needs a current code.
     r = client.post("/account/totp/disable", data={"csrf": csrf, "code": "000000"})
-    assert r.status_code == 400 and user_by_name(demo, "chutri").totp_enabled
+    assert r.status_code == 403 and user_by_name(demo, "chutri").totp_enabled
     r = client.post(
         "/account/totp/disable", data={"csrf": csrf, "code": pyotp.TOTP(secret).now()}, follow_redirects=False
     )

@@ -11,10 +11,10 @@ from giaoban.context import AppContext, Tx
 from giaoban.errors import DomainError
 from giaoban.org import accounts
 from giaoban.org.access import Perm
-from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange
+from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange, TotpCode
 from giaoban.web.api.common import ERRORS, THROTTLED, ApiRoute
 from giaoban.web.api.users import user_out
-from giaoban.web.deps import Web, client_ip, get_ctx, web
+from giaoban.web.deps import SESSION_COOKIE, Web, client_ip, get_ctx, web, web_any
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS, route_class=ApiRoute)
 
@@ -33,6 +33,7 @@ def do_login(
             totp=totp,
             kind=kind,
             user_agent=request.headers.get("user-agent", ""),
+            replaces=request.cookies.get(SESSION_COOKIE),
         )
     if isinstance(result, accounts.LoginFailure):
         raise result.error
@@ -44,11 +45,16 @@ def login(body: LoginIn, request: Request, ctx: Annotated[AppContext, Depends(ge
     result = do_login(ctx, request, body.username, body.password, body.totp, "bearer")
     with ctx.db.session() as session:
         user = accounts.get_user(session, result.user.id)
-        return LoginOut(token=result.token, expires_at=result.session.expires_at, user=user_out(user))
+        return LoginOut(
+            token=result.token,
+            expires_at=result.session.expires_at,
+            user=user_out(user),
+            must_change_password=user.must_change_password,
+        )
 
 
 @router.post("/logout", status_code=204, summary="End this token or session")
-def logout(w: Annotated[Web, Depends(web)]) -> None:
+def logout(w: Annotated[Web, Depends(web_any)]) -> None:
     with w.tx() as tx:
         auth = tx.session.merge(w.caller.auth)
         accounts.logout(tx, auth)
@@ -66,7 +72,7 @@ def me(w: Annotated[Web, Depends(web)]) -> MeOut:
 
 
 @router.post("/password", status_code=204, responses=THROTTLED, summary="Change my password")
-def change_password(w: Annotated[Web, Depends(web)], body: PasswordChange) -> None:
+def change_password(w: Annotated[Web, Depends(web_any)], body: PasswordChange) -> None:
     """A wrong current password counts as a failed login, so a borrowed session cannot be used to
     guess the password at full speed."""
     p = w.principal
@@ -79,6 +85,26 @@ def change_password(w: Annotated[Web, Depends(web)], body: PasswordChange) -> No
             )
     except DomainError as exc:
         if exc.code == "wrong_password":
+            with w.ctx.db.session() as session:
+                accounts.record_failed_attempt(session, p.username, p.ip)
+        raise
+
+
+@router.post(
+    "/totp/disable", status_code=204, responses=THROTTLED, summary="Turn off my two-factor authentication"
+)
+def disable_totp(w: Annotated[Web, Depends(web)], body: TotpCode) -> None:
+    """Needs a current code; refused (403 ``totp_required_for_admin``) for a system admin while
+    ``GIAOBAN_ADMIN_TOTP_REQUIRED`` is on (``accounts.disable_totp``; the account page calls this).
+    A wrong code counts as a failed login, so a borrowed session cannot guess codes at full speed."""
+    p = w.principal
+    with w.read() as session:
+        accounts.check_not_throttled(session, w.ctx.settings, p.username, p.ip)
+    try:
+        with w.tx() as tx:
+            accounts.disable_totp(tx, w.ctx.settings, p.user_id, body.code)
+    except DomainError as exc:
+        if exc.code == "bad_totp":
             with w.ctx.db.session() as session:
                 accounts.record_failed_attempt(session, p.username, p.ip)
         raise

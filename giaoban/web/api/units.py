@@ -61,6 +61,19 @@ def readable_unit(w: Web, session: Session, unit_id: int, perm: Perm = Perm.unit
     return unit
 
 
+def changeable_unit(w: Web, session: Session, unit_id: int) -> Unit:
+    """The unit if the caller may rename, move, close or merge it: ``unit.write`` from strictly
+    above it. The unit at the top of a caller's own scope is theirs to work in, not to change."""
+    unit = readable_unit(w, session, unit_id, Perm.unit_write)
+    if not w.principal.can_unit_above(Perm.unit_write, unit.path):
+        raise Forbidden(
+            "Đơn vị này là phạm vi quản lý của bạn: chỉ cấp trên được đổi tên, di chuyển, giải thể "
+            "hoặc sáp nhập đơn vị này.",
+            code="own_scope_unit",
+        )
+    return unit
+
+
 def _kinds(w: Web) -> tuple[str, ...]:
     return svc.allowed_kinds(w.ctx.settings.extra_unit_kinds)
 
@@ -192,7 +205,7 @@ def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
 )
 def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpdate) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        changeable_unit(w, tx.session, unit_id)
         unit = svc.update_unit(
             tx, unit_id, name=body.name, kind=body.kind, effective=body.effective, kinds=_kinds(w)
         )
@@ -202,7 +215,7 @@ def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpda
 @router.post("/{unit_id:int}/move", response_model=UnitOut, summary="Move under another parent")
 def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        changeable_unit(w, tx.session, unit_id)
         if body.parent_id is None:
             if not w.principal.is_global(Perm.unit_write):
                 raise Forbidden("Chỉ quản trị toàn hệ thống được đưa đơn vị lên cấp cao nhất.")
@@ -215,7 +228,7 @@ def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) 
 @router.post("/{unit_id:int}/close", response_model=UnitOut, summary="Dissolve a unit that has no successor")
 def close_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitClose) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        changeable_unit(w, tx.session, unit_id)
         unit = svc.close_unit(tx, unit_id, effective=body.effective)
         return _out(unit, unit.code)
 
@@ -227,6 +240,9 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
             readable_unit(w, tx.session, source_id, Perm.unit_write)
         if body.target_id is not None:
             readable_unit(w, tx.session, body.target_id, Perm.unit_write)
+        # Visible and writable first (a refusal above must not tell which is whose), then "from above".
+        for unit_id in [*body.source_ids, *([body.target_id] if body.target_id is not None else [])]:
+            changeable_unit(w, tx.session, unit_id)
         if body.new_target is not None:
             parent_id = body.new_target.parent_id
             if parent_id is None:
@@ -253,7 +269,7 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
 )
 def split_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitSplit) -> ReorgOut:
     with w.tx() as tx, tree_rules():
-        source = readable_unit(w, tx.session, unit_id, Perm.unit_write)
+        source = changeable_unit(w, tx.session, unit_id)
         if source.parent_id is None:
             if not w.principal.is_global(Perm.unit_write):
                 raise Forbidden("Chỉ quản trị toàn hệ thống được chia tách đơn vị cấp cao nhất.")
