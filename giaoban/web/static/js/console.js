@@ -2,7 +2,7 @@
 // board, the paged wall of all sites (low simulcast layer) and chat with private replies.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, Subscription, autoplay, clock, hhmm } from "./live.js";
+import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -38,25 +38,8 @@ function showError(text) {
 }
 
 // Recovery steps of the console's own media (docs/protocol.md "Recovery").
-const mediaState = $("media-state");
-let mediaStep = null;
-let mediaStepTimer = null;
-
-function showMediaStep(step) {
-  mediaStep = step;
-  clearTimeout(mediaStepTimer);
-  if (!mediaState) return;
-  const text = {
-    restarting: S.mediaRestarting,
-    replacing: S.mediaReplacing,
-    reset: S.mediaReset,
-    recovered: S.mediaRecovered,
-  }[step];
-  mediaState.textContent = text ?? "";
-  mediaState.hidden = !text;
-  mediaState.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
-  if (step === "recovered") mediaStepTimer = setTimeout(() => showMediaStep(null), 8000);
-}
+const mediaSteps = new MediaSteps($("media-state"), S);
+const showMediaStep = mediaSteps.show;
 
 async function act(type, payload = {}) {
   try {
@@ -89,7 +72,7 @@ const socket = new LiveSocket({
     render(state);
     if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (!wall && !wallBusy && state.order.some((id) => state.site(id)?.publishing)) openWall(wallPage);
-    if (view && ["replacing", "reset"].includes(mediaStep)) showMediaStep("recovered");
+    if (view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
       dropMedia();
@@ -530,6 +513,6 @@ window.giaobanConsole = {
     return wall;
   },
   get mediaStep() {
-    return mediaStep;
+    return mediaSteps.step;
   },
 };

@@ -510,3 +510,34 @@ export function autoplay(videos, soundButton) {
     }
   };
 }
+
+/** The status line that shows a tab's media recovery steps (docs/protocol.md "Recovery"):
+ * null | "restarting" | "replacing" | "reset" | "recovered" ("recovered" clears itself after 8 s). */
+export class MediaSteps {
+  constructor(element, strings) {
+    this.element = element;
+    this.strings = strings;
+    this.step = null;
+    this.timer = null;
+    this.show = this.show.bind(this);
+  }
+
+  show(step) {
+    this.step = step;
+    clearTimeout(this.timer);
+    const line = this.element;
+    if (!line) return;
+    const S = this.strings;
+    const text = {
+      restarting: S.mediaRestarting,
+      replacing: S.mediaReplacing,
+      reset: S.mediaReset,
+      recovered: S.mediaRecovered,
+    }[step];
+    line.textContent = text ?? "";
+    line.hidden = !text;
+    line.dataset.step = step ?? "";
+    line.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
+    if (step === "recovered") this.timer = setTimeout(() => this.show(null), 8000);
+  }
+}

@@ -5,6 +5,7 @@ import { el, format, readJson } from "./common.js";
 import {
   LiveError,
   LiveSocket,
+  MediaSteps,
   Subscription,
   autoplay,
   clock,
@@ -59,26 +60,8 @@ function showError(text) {
 
 // ---- recovery steps, shown to the site's technician (docs/protocol.md "Recovery") ------------
 
-const mediaState = $("media-state");
-let mediaStep = null; // null | "restarting" | "replacing" | "reset" | "recovered"
-let mediaStepTimer = null;
-
-function showMediaStep(step) {
-  mediaStep = step;
-  clearTimeout(mediaStepTimer);
-  if (!mediaState) return;
-  const text = {
-    restarting: S.mediaRestarting,
-    replacing: S.mediaReplacing,
-    reset: S.mediaReset,
-    recovered: S.mediaRecovered,
-  }[step];
-  mediaState.textContent = text ?? "";
-  mediaState.hidden = !text;
-  mediaState.dataset.step = step ?? "";
-  mediaState.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
-  if (step === "recovered") mediaStepTimer = setTimeout(() => showMediaStep(null), 8000);
-}
+const mediaSteps = new MediaSteps($("media-state"), S);
+const showMediaStep = mediaSteps.show;
 
 // ---- connection ------------------------------------------------------------------------------
 
@@ -109,7 +92,7 @@ const socket = new LiveSocket({
   onState(state, changes) {
     render(state);
     const live = state.site(config.siteId)?.publishing;
-    if (live && view && ["replacing", "reset"].includes(mediaStep)) showMediaStep("recovered");
+    if (live && view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
     if (joined && !view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
@@ -636,7 +619,7 @@ window.giaobanRoom = {
   get pub() { return pub; },
   get view() { return view; },
   get slots() { return slots; },
-  get mediaStep() { return mediaStep; },
+  get mediaStep() { return mediaSteps.step; },
 };
 
 openDevices();
