@@ -111,6 +111,16 @@ class MediaPublish(_Msg):
 
 class MediaSubscribe(_Msg):
     type: Literal["media.subscribe"]
+    # False: a pre-warmed view (the room page before "Vào phòng họp"): the connection is set up but
+    # Janus sends nothing on it until ``media.view`` {on: true}.
+    active: bool = True
+
+
+class MediaView(_Msg):
+    """Turn the tab's view on (Janus sends the host and the speakers) or off (nothing is sent)."""
+
+    type: Literal["media.view"]
+    on: bool
 
 
 class MediaStart(_Msg):
@@ -171,6 +181,7 @@ ClientMessage = Annotated[
     | ChatSend
     | MediaPublish
     | MediaSubscribe
+    | MediaView
     | MediaStart
     | MediaTrickle
     | MediaWall
@@ -194,6 +205,7 @@ KNOWN_TYPES = frozenset(
         ChatSend,
         MediaPublish,
         MediaSubscribe,
+        MediaView,
         MediaStart,
         MediaTrickle,
         MediaWall,

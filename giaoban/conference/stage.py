@@ -101,6 +101,9 @@ class View:
     speakers: list[Slot]
     started: bool = False
     down: bool = False  # Janus hung up its PeerConnection: skipped until it is up again or replaced
+    # False: pre-warmed (the room page before "Vào phòng họp"): every stream keeps its feed but is
+    # not sent (``send: false``) until ``view_on``; the floor still picks what each slot shows.
+    active: bool = True
     shown: dict[str, Any] | None = None  # the last media.slots sent to the tab
     keeper: _Keeper = field(default_factory=lambda: _Keeper(), repr=False, compare=False)
     # Simulcast layer of its video slots (giaoban/conference/layers.py): starts low, steps up once
@@ -441,8 +444,9 @@ class JanusStage:
         handle.room = self.room
         return handle, response.jsep, got
 
-    async def subscribe(self, peer: str, site_id: int | None) -> dict[str, Any]:
-        """A tab's view: host + speaker slots; the answer goes back with ``start``."""
+    async def subscribe(self, peer: str, site_id: int | None, *, active: bool = True) -> dict[str, Any]:
+        """A tab's view: host + speaker slots; the answer goes back with ``start``. ``active``
+        False: pre-warmed, nothing is sent on it until ``view_on``."""
         await self.settle()
         old = self.views.pop(peer, None)
         if old is not None:
@@ -466,7 +470,7 @@ class JanusStage:
             for i, s in enumerate(got)
         ]
         slots = [Slot(streams[2 * i], streams[2 * i + 1]) for i in range(1 + SPEAKER_SLOTS)]
-        view = View(peer, site_id, handle, slots[0], slots[1:])
+        view = View(peer, site_id, handle, slots[0], slots[1:], active=active)
         view.layer_state = layers.initial(self._now(), self.layer_policy)
         self.views[peer] = view
         handle_id = handle.handle.id
@@ -476,6 +480,21 @@ class JanusStage:
         await self._refresh_view(view, push=False)
         view.shown = view.slots_json()
         return {"jsep": jsep, "slots": view.shown}
+
+    async def view_on(self, peer: str, on: bool) -> None:
+        """Turn the tab's view on (Janus sends what the floor wants on it) or off (nothing)."""
+        view = self.views.get(peer)
+        if view is None:
+            raise MediaFailure("not_subscribed", "Chưa đăng ký nhận hình.")
+        if view.active == on:
+            return
+        view.active = on
+        self._stop_layer_timer(view)
+        if on:
+            # Media starts now: on the low layer (a small first keyframe), clean time from here.
+            view.layer_state = layers.initial(self._now(), self.layer_policy)
+        await self._refresh_view(view)
+        self._plan_layer(view)
 
     async def wall(self, peer: str, page: int, *, renew: bool = False) -> dict[str, Any]:
         """The console's wall at ``page``: a new subscription the first time (or when ``renew``),
@@ -831,6 +850,9 @@ class JanusStage:
                 wants += [_Want(slot.video, holder, True, layer=layer), self._park(slot.audio)]
             else:
                 wants += [_Want(slot.video, holder, True, layer=layer), _Want(slot.audio, holder, True)]
+        if not view.active:
+            # Pre-warmed: the same feeds, none of them sent (switching on is then ``send`` only).
+            wants = [_Want(w.stream, w.feed, False) for w in wants]
         return wants
 
     async def _refresh_view(self, view: View, *, push: bool = True) -> bool:
@@ -963,7 +985,8 @@ class JanusStage:
             view.layer_timer.cancel()
             view.layer_timer = None
         due = layers.next_change(view.layer_state, self.layer_policy)
-        if due is None or self._closed or not view.media_up or not self._current(view):
+        running = view.media_up and view.active  # a pre-warmed view carries nothing to judge
+        if due is None or self._closed or not running or not self._current(view):
             return
         loop = asyncio.get_running_loop()
         view.layer_timer = loop.call_at(max(due, loop.time()) + 0.01, self._layer_due, view)
@@ -982,7 +1005,7 @@ class JanusStage:
         now = self._now()
         for view in list(self.views.values()):
             loss = loss_by_site.get(view.site_id) if view.site_id is not None else None
-            if loss is None or not view.media_up:
+            if loss is None or not view.media_up or not view.active:
                 continue
             self._set_layers(view, layers.step(view.layer_state, now, loss, self.layer_policy))
 

@@ -45,6 +45,9 @@ let local = null; // MediaStream from the camera and microphone
 let joined = false; // the technician pressed "Vào phòng họp"
 let pub = null; // RTCPeerConnection publishing
 let view = null; // Subscription (host + speakers)
+// Whether the server sends anything on the view: before "Vào phòng họp" the view is pre-warmed
+// (connected, nothing sent), the click only turns it on (media.view) — docs/protocol.md.
+let viewOn = false;
 let slots = null; // {host: {site_id, video, audio}, speakers: [...]}
 let subscribing = false;
 let publishing = false;
@@ -93,7 +96,8 @@ const socket = new LiveSocket({
     render(state);
     const live = state.site(config.siteId)?.publishing;
     if (live && view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
-    if (joined && !view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
+    // Before the click as well: the view is pre-warmed (media.subscribe with active: false).
+    if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
       dropMedia();
@@ -109,6 +113,7 @@ const socket = new LiveSocket({
       showMediaStep("reset");
       dropMedia();
       if (joined) startMedia();
+      else if (socket.state.site(config.hostSiteId)?.publishing) subscribeView();
     }
   },
 });
@@ -213,8 +218,25 @@ joinButton.addEventListener("click", async () => {
   $("setup").hidden = true;
   $("screens").hidden = false;
   $("self").hidden = false;
+  turnViewOn(); // the pre-warmed view, if it is there: only its media is turned on
   if (socket.connected) await startMedia();
 });
+
+/** The click on a pre-warmed view: the server sends its host and speakers from now on. If that
+ * fails, the view is replaced by a new (active) one, as without pre-warming. */
+function turnViewOn() {
+  const sub = view;
+  if (!joined || !sub || viewOn) return;
+  viewOn = true;
+  socket.send("media.view", { on: true }).catch((error) => {
+    console.warn("media.view", error?.code ?? error);
+    if (view !== sub) return;
+    view.close();
+    view = null;
+    viewOn = false;
+    subscribeView();
+  });
+}
 
 async function startMedia() {
   // The view does not depend on our publishing: subscribe at once, in parallel (join time).
@@ -273,6 +295,7 @@ function dropMedia() {
   pub = null;
   view?.close();
   view = null;
+  viewOn = false;
   slots = null;
   streams.clear();
 }
@@ -281,9 +304,11 @@ async function subscribeView() {
   if (subscribing || !socket.connected) return;
   subscribing = true;
   const mine = epoch;
+  const active = joined;
   let sub = null;
+  let failed = false;
   try {
-    const result = await socket.send("media.subscribe");
+    const result = await socket.send("media.subscribe", { active });
     if (mine !== epoch) throw new LiveError("stale", ""); // dropped meanwhile: subscribe again below
     slots = result.slots;
     streams.clear();
@@ -297,27 +322,40 @@ async function subscribeView() {
         if (view !== sub) return;
         view.close();
         view = null;
-        showError(S.mediaDown);
+        viewOn = false;
+        if (joined) showError(S.mediaDown);
         setTimeout(subscribeView, 1000);
       },
       showMediaStep,
     );
     view = sub;
+    viewOn = active;
     await view.start(result.jsep);
     showSlots(result.slots);
-    showError("");
+    if (joined) showError("");
   } catch (error) {
+    failed = true;
     if (view === sub) {
       view?.close();
       view = null;
+      viewOn = false;
     }
-    if (mine === epoch && !(error instanceof LiveError && error.code === "host_not_ready")) {
+    if (joined && mine === epoch && !(error instanceof LiveError && error.code === "host_not_ready")) {
       showError(format(S.joinFailed, { error: error.message }));
     }
   } finally {
     subscribing = false;
   }
-  if (mine !== epoch && joined && !view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
+  // Clicked while the pre-warm was under way: turn it on now.
+  if (view === sub && sub) turnViewOn();
+  const hostLive = socket.state.site(config.hostSiteId)?.publishing;
+  if (mine !== epoch && !view && hostLive) subscribeView();
+  else if (failed && joined && !view && hostLive) {
+    // The pre-warm (or the subscription) failed: the click still gets its view.
+    setTimeout(() => {
+      if (joined && !view && !subscribing) subscribeView();
+    }, 1000);
+  }
 }
 
 function slotStream(mid) {
@@ -618,6 +656,7 @@ window.giaobanRoom = {
   get local() { return local; },
   get pub() { return pub; },
   get view() { return view; },
+  get viewOn() { return viewOn; },
   get slots() { return slots; },
   get mediaStep() { return mediaSteps.step; },
 };
