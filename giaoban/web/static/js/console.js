@@ -2,7 +2,7 @@
 // board, the paged wall of all sites (low simulcast layer) and chat with private replies.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm } from "./live.js";
+import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm, statusText } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -56,15 +56,7 @@ const socket = new LiveSocket({
   meetingId: config.meetingId,
   hello: { as: "console" },
   onStatus(status, detail) {
-    conn.textContent = {
-      connecting: S.connecting,
-      reconnecting: S.reconnecting,
-      connected: S.connected,
-      lost: format(S.lost, { s: Math.ceil((detail ?? 0) / 1000) }),
-      not_open: format(S.notOpen, { s: Math.ceil((detail ?? 0) / 1000) }),
-      refused: format(S.refused, { code: detail }),
-      ended: S.meetingEnded,
-    }[status];
+    conn.textContent = statusText(S, status, detail);
     conn.className = `conn conn-${status}`;
     if (status !== "connected") dropMedia();
   },

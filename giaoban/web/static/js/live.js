@@ -3,6 +3,8 @@
 // with backoff; and the WebRTC side of media.publish / media.subscribe / media.wall (the browser
 // never talks to Janus: SDP and ICE candidates go through our server).
 
+import { format } from "./common.js";
+
 const PROTOCOL = 1;
 const PING_EVERY_MS = 5_000;
 // A socket that has heard nothing (no ack, no push) for this long is dead (a cut link leaves TCP
@@ -540,4 +542,18 @@ export class MediaSteps {
     line.className = step === "recovered" ? "conn conn-connected" : "conn conn-lost";
     if (step === "recovered") this.timer = setTimeout(() => this.show(null), 8000);
   }
+}
+
+/** The words for a LiveSocket status (its onStatus(status, detail)), from the page's strings. */
+export function statusText(S, status, detail) {
+  const seconds = Math.ceil((detail ?? 0) / 1000);
+  return {
+    connecting: S.connecting,
+    reconnecting: S.reconnecting,
+    connected: S.connected,
+    lost: format(S.lost, { s: seconds }),
+    not_open: format(S.notOpen, { s: seconds }),
+    refused: format(S.refused, { code: detail }),
+    ended: S.meetingEnded,
+  }[status];
 }

@@ -6,6 +6,7 @@ import {
   LiveError,
   LiveSocket,
   MediaSteps,
+  statusText,
   Subscription,
   autoplay,
   clock,
@@ -72,15 +73,7 @@ const socket = new LiveSocket({
   meetingId: config.meetingId,
   hello: { as: "site", site_id: config.siteId },
   onStatus(status, detail) {
-    const text = {
-      connecting: S.connecting,
-      reconnecting: S.reconnecting,
-      connected: S.connected,
-      lost: format(S.lost, { s: Math.ceil((detail ?? 0) / 1000) }),
-      not_open: format(S.notOpen, { s: Math.ceil((detail ?? 0) / 1000) }),
-      refused: format(S.refused, { code: detail }),
-      ended: S.meetingEnded,
-    }[status];
+    const text = statusText(S, status, detail);
     conn.textContent = text;
     conn.className = `conn conn-${status}`;
     if (status !== "connected") {
