@@ -48,7 +48,8 @@ ERR_NO_SUCH = 428  # VideoRoom: "No such feed" / "No such mid ... in subscriptio
 JANUS_TIMEOUT = 3.0  # s: one switch/configure of a subscription, one moderate
 PUSH_TIMEOUT = 2.0  # s: one message to one tab
 SETTLE_TIMEOUT = 1.0  # s: how long a change of publishers/subscriptions waits for the views' updates
-SWITCH_CONCURRENCY = 8  # subscriptions being updated at once (the rest queue; Janus serializes them)
+SWITCH_CONCURRENCY = 128  # views updated at once: a whole room (Janus works through them in turn)
+SHOW_DEFER = 0.5  # s: at most this long a tab's ``media.slots`` waits for the other views' switches
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)  # s: a view whose update failed is tried again after these
 SPEAKER_SLOTS = 4  # the most simultaneous holders a discussion may have
 WALL_PAGE = 24  # sites per page of the console's wall
@@ -196,6 +197,10 @@ class JanusStage:
         self.send: Send | None = None
         # Views are brought to the floor in the background (see ``enforce``), a few at a time.
         self._gate = asyncio.Semaphore(SWITCH_CONCURRENCY)
+        # Subscriptions waiting for or inside the gate; ``_switched`` is set when there are none.
+        self._syncing = 0
+        self._switched = asyncio.Event()
+        self._switched.set()
         self._closed = False
         self._moderation_retry: asyncio.TimerHandle | None = None
         self._moderation_task: asyncio.Future[bool] | None = None
@@ -625,6 +630,10 @@ class JanusStage:
         self.audible, self.holders = audible, holders
         moderating = asyncio.ensure_future(self._moderate_all())
         if floor_changed:
+            # Two turns of the loop: ``_moderate_all`` starts its requests, which then go out; the
+            # views' switches follow them, so Janus unmutes the new holder before it works through them.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
             self._refresh_later()
         await moderating
 
@@ -718,14 +727,28 @@ class JanusStage:
         return "view" if isinstance(sub, View) else "wall"
 
     async def _update(self, sub: View | Wall) -> bool:
-        """One round for one subscription: Janus first (a few subscriptions at a time), then the tab."""
-        async with self._gate, sub.keeper.lock:
-            if self._closed or sub.down or not self._current(sub):
-                return True
-            if isinstance(sub, View):
-                synced = await self._sync(sub, self._view_wants(sub), "view")
-            else:
-                synced = await self._sync(sub, self._wall_wants(sub), "wall")
+        """One round for one subscription: Janus first (a few subscriptions at a time), then the tab.
+
+        The tab is told (``media.slots``) once no other subscription is waiting for its switch, or
+        after ``SHOW_DEFER``: at a floor change the app's time goes to Janus's ~70 switches first —
+        each site hears the new holder when its switch is done, the message only relabels the slot."""
+        self._syncing += 1
+        self._switched.clear()
+        try:
+            async with self._gate, sub.keeper.lock:
+                if self._closed or sub.down or not self._current(sub):
+                    return True
+                if isinstance(sub, View):
+                    synced = await self._sync(sub, self._view_wants(sub), "view")
+                else:
+                    synced = await self._sync(sub, self._wall_wants(sub), "wall")
+        finally:
+            self._syncing -= 1
+            if self._syncing == 0:
+                self._switched.set()
+        if not self._switched.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._switched.wait(), SHOW_DEFER)
         return await self._show(sub) and synced
 
     async def _show(self, sub: View | Wall) -> bool:

@@ -303,3 +303,56 @@ async def test_settle_waits_for_running_updates_but_not_for_ever() -> None:
     assert rig.hearing(4) >= listeners(4) - {"tab-6"}
     await until(lambda: rig.hearing(4) == listeners(4), "tab-6 carries the holder")
     await rig.stage._stop_keepers()
+
+
+async def test_a_floor_change_unmutes_first_then_switches_every_view_then_tells_the_tabs() -> None:
+    """The order that keeps a grant fast with 70 views: the holder's ``moderate`` goes to Janus
+    before any switch, every view's switch is in flight at once (none waits for another's answer),
+    and the tabs' ``media.slots`` only go out once the switches are done."""
+    rig = Rig()
+    for i in range(7, 40):  # 38 views in all
+        rig.add_view(f"tab-{i}", i)
+    await rig.grant(None)
+    await until(lambda: not rig.hearing(HOST), "quiet slots")
+    log: list[tuple[str, str]] = []
+    in_flight = 0
+    peak = 0
+    answer = asyncio.Event()
+    ctl = rig.media.ctl
+    real_moderate = ctl.moderate
+
+    async def moderate(room: int, secret: str | None, site: int, mid: str, mute: bool) -> None:
+        log.append(("moderate", f"{site}:{mute}"))
+        await real_moderate(room, secret, site, mid, mute)
+
+    ctl.moderate = moderate  # type: ignore[method-assign]
+    for peer, fake in rig.subs.items():
+        real_switch = fake.switch
+
+        async def switch(streams: list[dict[str, Any]], _real: Any = real_switch, _peer: str = peer) -> Any:
+            nonlocal in_flight, peak
+            log.append(("switch", _peer))
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await answer.wait()  # Janus answers once every view has asked
+            in_flight -= 1
+            result = await _real(streams)
+            told = [m for _, m in rig.pushes if m["type"] == "media.slots"]
+            log.append(("switched", f"{_peer} after {len(told)} media.slots"))
+            return result
+
+        fake.switch = switch  # type: ignore[method-assign]
+    rig.pushes.clear()
+    granting = asyncio.ensure_future(rig.grant(3))
+    await until(lambda: in_flight == len(rig.subs), "every view's switch in flight")
+    assert log[0] == ("moderate", "3:False"), log[:3]
+    assert not [m for _, m in rig.pushes if m["type"] == "media.slots"]
+    answer.set()
+    await granting
+    await until(lambda: rig.hearing(3) == listeners(3) | {f"tab-{i}" for i in range(7, 40)}, "all hear")
+    await until(lambda: len([m for _, m in rig.pushes if m["type"] == "media.slots"]) >= 37, "tabs told")
+    assert peak == len(rig.subs)
+    switched = [what for kind, what in log if kind == "switched"]
+    assert len(switched) == len(rig.subs)
+    assert all(what.endswith(" after 0 media.slots") for what in switched), switched
+    await rig.stage._stop_keepers()

@@ -6,30 +6,32 @@ where the app listens on the link's root end (pages and WebSocket), one to the J
 The host site (dc-tw) is an ordinary browser in the root namespace. Impairment, **on both links, in
 each direction** (``site.shape``):
 
-1. **join**: 200 ms one-way delay (400 ms round trip), no loss, from the site's first page on. Asserted:
-   click on "Vào phòng họp" → first frame of the host's video presented (``requestVideoFrameCallback``
-   on ``#host-video``, the page's clock) ≤ 3 s; the first frames are the low layer (180p, the view
-   starts on substream 0: docs/media.md "Layer selection per view") and the view then steps up to the
-   top layer (> 180p);
-2. **then 10 % loss each way is added** (delay kept: the issue's "10 % loss and 200 ms delay"; ≈ 19 % of
-   round trips lose a packet). Sampled every 0.5 s for ~12 s (getStats of the view, the view's layer,
-   the monitor's downstream loss; the longest framesDecoded freeze is printed): the host's inbound
-   audio bytesReceived grows every 1.5 s; its video framesDecoded grows over the window; media flows on the site↔Janus link (selected candidate pair) and the relay dropped ≈ 10 %
-   of what Janus sent. Screenshot: test-artifacts/faults-link-site.png.
-
-With per-view layers (start low, step up, step down under loss; giaoban/conference/layers.py), 3 runs
-of this test: join 2.18, 2.13, 2.11 s; under 10 % loss the view stepped down one layer after 7–10 s;
-longest freeze 0.0, 3.1, 0.0 s. With 10 % loss from the first page (``GIAOBAN_FAULT_JOIN_LOSS_PCT=10``)
-the join still took 6.6 and 11.8 s: the handshakes, not the first keyframe, dominate (below).
+1. **join**: 10 % loss and 200 ms one-way delay (400 ms round trip), from the site's first page on
+   (``GIAOBAN_FAULT_JOIN_LOSS_PCT`` changes the loss of this phase). While the technician checks
+   camera and microphone, the page pre-warms its view (connected, nothing sent) and says so under the
+   join button ("Đường truyền hình: đã sẵn sàng", ``#path-state``); the test clicks then, as a
+   technician would. Asserted: click on "Vào phòng họp" → first frame of the host's video presented
+   (``requestVideoFrameCallback`` on ``#host-video``, the page's clock) ≤ 3 s, and the view asks Janus
+   for the low layer (substream 0: docs/media.md "Layer selection per view"; the very first frame is
+   whichever layer's keyframe reaches Janus first). The time from the room page's load to "ready" is
+   printed (it holds the handshakes that loss slows down);
+2. **it keeps receiving** under the same loss (≈ 19 % of round trips lose a packet). Sampled every 0.5 s
+   for ~12 s (getStats of the view, the view's layer, the monitor's downstream loss; the longest
+   framesDecoded freeze is printed): the host's inbound audio bytesReceived grows every 1.5 s; its video
+   framesDecoded grows over the window; media flows on the site↔Janus link (selected candidate pair)
+   and the relay dropped ≈ 10 % of what Janus sent. Screenshots: test-artifacts/faults-link-ready.png
+   (before the click), test-artifacts/faults-link-site.png;
+3. **the link clears** (delay kept): the view steps up to the top layer (> 180p).
 
 Every run prints the join's timeline (``TIMELINE``: WebSocket media messages, ICE/DTLS states, first RTP
 and decoded frame, with Janus's event-handler events) and the relay's drops during the join. Measured
-with it (docs/media.md "Joining over a lossy link"): at 10 % + 200 ms each way from the first page,
-DTLS took 2.2–5.6 s in 6 of 7 joins (Chromium's ClientHello is two datagrams, resent after 1.5 s then
-3 s); with the browser answering ``a=setup:passive`` (Janus is the DTLS client, live.js) 4 joins took
-2.7, 4.1, 3.0, 4.3 s — still not ≤ 3 s every time, so the join phase stays loss-free by default.
+with it (docs/media.md "Joining over a lossy link"): at 10 % + 200 ms each way from the first page and
+*without* the pre-warmed view, DTLS took 2.2–5.6 s in 6 of 7 joins (Chromium's ClientHello is two
+datagrams, resent after 1.5 s then 3 s); with the browser answering ``a=setup:passive`` (Janus is the
+DTLS client, live.js) 4 joins took 2.7, 4.1, 3.0, 4.3 s. With the view pre-warmed during the device
+check, 6 runs of this test joined in 0.45–1.2 s (2026-11-27).
 
-Why the join is not measured under loss (before the layer policy): measured here (2026-11-27, Janus 1.1.2, Chromium 156, a loaded
+Earlier measurements (before the layer policy and the pre-warmed view): measured here (2026-11-27, Janus 1.1.2, Chromium 156, a loaded
 2-core VM; ``GIAOBAN_FAULT_LOSS_PCT`` / ``GIAOBAN_FAULT_DELAY_MS`` set the loss and delay of *both*
 phases to re-measure), per direction on both links, with loss from the first page on:
 
@@ -64,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from giaoban.conference.layers import TOP_LAYER
 from giaoban.context import AppContext
@@ -83,8 +86,8 @@ from tests.lab.fixtures import JanusNamespace, SiteNamespace
 pytestmark = [pytest.mark.browser, pytest.mark.janus]
 
 # Each direction, each link. The environment can change them to re-measure (see above; not for CI).
-JOIN_LOSS_PCT = float(os.environ.get("GIAOBAN_FAULT_JOIN_LOSS_PCT", "0"))
 LOSS_PCT = float(os.environ.get("GIAOBAN_FAULT_LOSS_PCT", "10"))
+JOIN_LOSS_PCT = float(os.environ.get("GIAOBAN_FAULT_JOIN_LOSS_PCT", str(LOSS_PCT)))
 DELAY_MS = float(os.environ.get("GIAOBAN_FAULT_DELAY_MS", "200"))  # one way
 JOIN_BUDGET_MS = 3000.0
 SAMPLE_EVERY = 0.5  # s, under loss
@@ -287,11 +290,20 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
             rooms = served.app.state.hub.rooms
             wait_for(lambda: mid in rooms and rooms[mid].stage.publishers, "the host publishing")
 
-            # The site, behind the slow link from its first page on.
+            # The site, behind the slow, lossy link from its first page on.
             site.shape(loss_pct=JOIN_LOSS_PCT, delay_ms=DELAY_MS)
-            page = site_tabs.open("dc-01", room)
+            opened = time.monotonic()
+            page = site_tabs.open("dc-01", room)  # the login page, then the room page
+            loaded = time.monotonic()
             assert page.evaluate("() => window.isSecureContext")
             join = ready_to_join(page)
+            # The technician checks camera and microphone meanwhile; the page says when the media
+            # path (the pre-warmed view) is ready. That is when a technician clicks.
+            expect(page.locator("#path-state")).to_have_attribute("data-ready", "yes", timeout=30_000)
+            path_ready_s = time.monotonic() - loaded
+            login_s = loaded - opened
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "faults-link-ready.png"))
             page.evaluate(JOIN_CLOCK)
             page.evaluate(TIMELINE)
             store = served.app.state.media.events
@@ -320,7 +332,8 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
                 for d in ("ab", "ba")
             }
             print(
-                f"join timeline ({JOIN_LOSS_PCT:g} % loss, {DELAY_MS:g} ms each way; join {join_ms:.0f} ms;"
+                f"join timeline ({JOIN_LOSS_PCT:g} % loss, {DELAY_MS:g} ms each way; media path ready"
+                f" {path_ready_s:.1f} s after the room page loaded (login and load {login_s:.1f} s); join {join_ms:.0f} ms;"
                 f" links: {site.app_link.name_a if site.app_link else None} = app, {name_janus(site)} = Janus;"
                 f" ab = site → far end):\n"
                 + _timeline(page.evaluate("() => window.__tl"), _janus_marks(janus_events))
@@ -329,18 +342,10 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
             slots = wait_for(lambda: slots_of(page), "the site's slots")
             mids = {"video": slots["host"]["video"], "audio": slots["host"]["audio"]}
             view = next(v for v in list(rooms[mid].stage.views.values()) if v.site_id == site_id)
-            # The view starts on the low layer and steps up once its media has flowed cleanly.
             first = page.evaluate(INBOUND, mids)
-            wait_for(lambda: view.layer_state.layer == TOP_LAYER, "the view stepping up", 15)
-            top_height = wait_for(
-                lambda: (
-                    (h := (page.evaluate(INBOUND, mids).get("video") or {}).get("height")) and h > 180 and h
-                ),
-                "the host's top layer at the site",
-                15,
-            )
+            start_layer = view.layer_state.layer
 
-            # Then the link also loses packets: the site keeps receiving the host's video and audio.
+            # The site keeps receiving the host's video and audio behind the lossy link.
             site.shape(loss_pct=LOSS_PCT, delay_ms=DELAY_MS)
             before = {link.name_a: link.relay.stats() for link in site.links if link.relay is not None}
             samples = []
@@ -354,8 +359,18 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
             remote = wait_for(lambda: page.evaluate(VIEW_REMOTE), "the view's selected pair")
             after = {link.name_a: link.relay.stats() for link in site.links if link.relay is not None}
             received = growth(page, 1.0)
-            ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "faults-link-site.png"))
+
+            # The link clears (the delay stays): the view, started on the low layer, steps up.
+            site.shape(loss_pct=0, delay_ms=DELAY_MS)
+            wait_for(lambda: view.layer_state.layer == TOP_LAYER, "the view stepping up", 30)
+            top_height = wait_for(
+                lambda: (
+                    (h := (page.evaluate(INBOUND, mids).get("video") or {}).get("height")) and h > 180 and h
+                ),
+                "the host's top layer at the site",
+                15,
+            )
             problems = host_tabs.problems + site_tabs.problems
         finally:
             host_tabs.close()
@@ -365,16 +380,20 @@ def test_site_behind_lossy_slow_link_joins_and_keeps_receiving(
 
     stall = _longest_stall(samples) if all(s["frames"] is not None for s in samples) else None
     print(
-        f"join behind {JOIN_LOSS_PCT:g} % loss + {DELAY_MS:g} ms each way: {join_ms:.0f} ms, first frame"
-        f" {first.get('video')}; top layer {top_height}p; then {LOSS_PCT:g} % loss: longest stall {stall} s,"
+        f"join behind {JOIN_LOSS_PCT:g} % loss + {DELAY_MS:g} ms each way: media path ready {path_ready_s:.1f} s"
+        f" after the room page loaded, join {join_ms:.0f} ms, first frame {first.get('video')};"
+        f" under {LOSS_PCT:g} % loss: longest stall {stall} s,"
         f" layers {[s['layer'] for s in samples]}, down loss {[s['down_loss'] for s in samples]},"
-        f" samples {samples}"
+        f" samples {samples}; link cleared: top layer {top_height}p"
     )
     print(f"relay counters after: {after}; view bytes over 1 s: {received}")
     frames = [s["frames"] for s in samples]
     audio = [s["audio"] for s in samples[::3]]  # every 1.5 s
     assert all(f is not None for f in frames) and all(a is not None for a in audio), samples
-    assert (first.get("video") or {}).get("height") == 180, f"the first frames are not the low layer: {first}"
+    # The view asks Janus for the low layer from the click on; which layer the very first frame is
+    # depends on whose keyframe Janus gets first (it takes the first keyframe of any layer, then moves
+    # to the asked one: janus_rtp_simulcasting_context_process_rtp), so only the ask is asserted.
+    assert start_layer == 0, f"the view did not start on the low layer: {start_layer}"
     assert frames[-1] > frames[0], f"no video decoded in {SAMPLE_EVERY * (SAMPLES - 1):g} s: {frames}"
     assert all(b > a for a, b in itertools.pairwise(audio)), f"audio stalled: {audio}"
     assert remote == site.janus_address, remote  # media on the site's own (impaired) link to Janus

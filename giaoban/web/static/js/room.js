@@ -30,6 +30,7 @@ const levelMeter = $("level");
 const selfLevel = $("self-level");
 const joinButton = $("join");
 const setupStatus = $("setup-status");
+const pathState = $("path-state");
 const hostVideo = $("host-video");
 const hostWait = $("host-wait");
 const speakersBox = $("speakers");
@@ -280,8 +281,23 @@ function republish() {
   if (socket.connected) startMedia();
 }
 
+/** Before the click, tell the technician whether the pre-warmed view is connected: once it is,
+ * joining only turns its media on (no handshake left to wait for on a slow link). */
+function watchPath(sub) {
+  const update = () => {
+    if (view !== sub) return;
+    const ready = sub.pc?.connectionState === "connected";
+    pathState.textContent = ready ? S.pathReady : S.pathConnecting;
+    pathState.dataset.ready = ready ? "yes" : "no";
+  };
+  sub.pc?.addEventListener("connectionstatechange", update);
+  update();
+}
+
 function dropMedia() {
   epoch += 1;
+  pathState.textContent = socket.state?.site(config.hostSiteId)?.publishing ? S.pathConnecting : S.pathWaitHost;
+  pathState.dataset.ready = "no";
   pubAlive?.stop();
   pubAlive = null;
   pub?.close();
@@ -296,6 +312,8 @@ function dropMedia() {
 async function subscribeView() {
   if (subscribing || !socket.connected) return;
   subscribing = true;
+  pathState.textContent = S.pathConnecting;
+  pathState.dataset.ready = "no";
   const mine = epoch;
   const active = joined;
   let sub = null;
@@ -324,6 +342,7 @@ async function subscribeView() {
     view = sub;
     viewOn = active;
     await view.start(result.jsep);
+    watchPath(sub);
     showSlots(result.slots);
     if (joined) showError("");
   } catch (error) {
