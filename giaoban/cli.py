@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from giaoban.audit.log import Actor
 from giaoban.context import AppContext, Tx
 from giaoban.errors import DomainError
@@ -351,6 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DomainError as exc:
         print(f"Lỗi: {exc.message}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # A GIAOBAN_* environment variable that makes no sense: say which, without a traceback.
+        for error in exc.errors():
+            name = "GIAOBAN_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+            print(f"Lỗi cấu hình {name}: {error['msg']}", file=sys.stderr)
         return 2
 
 

@@ -54,6 +54,33 @@ class Settings(BaseSettings):
         default_factory=list, description="Addresses/CIDRs of reverse proxies whose X-Forwarded-For counts."
     )
 
+    # The control room's colours and alerts (docs/operations.md): ``loss_alert=12,rtt_alert=900`` or a
+    # JSON object; names are those of giaoban.conference.quality.Thresholds.
+    quality_thresholds: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="Overrides of the control room's thresholds."
+    )
+
+    @field_validator("quality_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: Any) -> Any:
+        from giaoban.conference.quality import Thresholds
+
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                value = json.loads(text)
+            else:
+                value = {}
+                for item in (i for i in text.split(",") if i.strip()):
+                    name, sep, number = item.partition("=")
+                    if not sep:
+                        raise ValueError(f"expected name=value, got {item.strip()!r}")
+                    value[name.strip()] = number.strip()
+        if isinstance(value, dict):
+            Thresholds.with_overrides(value)  # ValueError: the offending name or pair
+            return {str(k): float(v) for k, v in value.items()}
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:

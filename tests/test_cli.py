@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from giaoban.cli import build_parser, main
@@ -96,3 +98,33 @@ def test_serve_with_demo_from_an_empty_data_dir(tmp_path: pytest.TempPathFactory
         out, _ = proc.communicate(timeout=30)
     assert "admin" in out and "dc-01" in out and "tochuc-79" in out
     assert (tmp_path / "giaoban.sqlite3").exists() and (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GIAOBAN_QUALITY_THRESHOLDS", "rtt_amber=900", "rtt_amber (900) above rtt_red (500)"),
+        ("GIAOBAN_QUALITY_THRESHOLDS", "loss_alarm=3", "unknown quality threshold 'loss_alarm'"),
+        ("GIAOBAN_PORT", "abc", "valid integer"),
+    ],
+)
+def test_a_nonsense_setting_is_named_without_a_traceback(
+    variable: str,
+    value: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from giaoban.settings import get_settings
+
+    monkeypatch.setenv("GIAOBAN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", "--no-media", "--port", "8123"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert f"Lỗi cấu hình {variable}:" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "var").exists()  # nothing was set up

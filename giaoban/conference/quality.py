@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -70,6 +72,42 @@ class Thresholds:
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, Any]) -> Thresholds:
+        """The defaults with ``overrides`` (``GIAOBAN_QUALITY_THRESHOLDS``); ValueError naming the
+        field for an unknown name, a value that is not a number ≥ 0, a count below 1, or a pair out
+        of order (amber above red, clear above raise)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, raw in overrides.items():
+            if name not in fields:
+                raise ValueError(f"unknown quality threshold {name!r}; known: {', '.join(fields)}")
+            kind = type(getattr(DEFAULT_THRESHOLDS, name))
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"quality threshold {name}: {raw!r} is not a number") from None
+            if not math.isfinite(number) or number < 0 or (kind is int and number != int(number)):
+                what = "a whole number" if kind is int else "a number"
+                raise ValueError(f"quality threshold {name}: {raw!r} must be {what} >= 0")
+            values[name] = kind(number)
+        th = dataclasses.replace(DEFAULT_THRESHOLDS, **values)
+        for low, high in (
+            ("loss_amber", "loss_red"),
+            ("rtt_amber", "rtt_red"),
+            ("jitter_amber", "jitter_red"),
+            ("loss_clear", "loss_alert"),
+            ("rtt_clear", "rtt_alert"),
+        ):
+            if getattr(th, low) > getattr(th, high):
+                raise ValueError(
+                    f"quality thresholds: {low} ({getattr(th, low)}) above {high} ({getattr(th, high)})"
+                )
+        for count in ("raise_after", "clear_after", "drop_after"):
+            if getattr(th, count) < 1:
+                raise ValueError(f"quality threshold {count} must be at least 1")
+        return th
 
 
 DEFAULT_THRESHOLDS = Thresholds()

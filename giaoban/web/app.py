@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from giaoban import __version__
 from giaoban.conference.hub import Hub
-from giaoban.conference.quality import QualityMonitor
+from giaoban.conference.quality import QualityMonitor, Thresholds
 from giaoban.conference.stage import stage_factory
 from giaoban.context import AppContext
 from giaoban.errors import DomainError
@@ -78,7 +78,11 @@ def create_app(
     app.state.ctx = ctx
     app.state.media = media
     app.state.hub = Hub(ctx, stage_factory=stage_factory(media) if media is not None else None)
-    app.state.quality = QualityMonitor(app.state.hub, lambda: media.events if media is not None else None)
+    app.state.quality = QualityMonitor(
+        app.state.hub,
+        lambda: media.events if media is not None else None,
+        thresholds=Thresholds.with_overrides(ctx.settings.quality_thresholds),
+    )
     app.state.turn = turn
     if turn is not None and turn.enabled:
         app.state.hub.ice_config = turn.ice_config

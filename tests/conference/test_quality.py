@@ -7,6 +7,7 @@ and browsers are in test_quality_api.py, test_quality_janus.py and tests/e2e/tes
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -465,3 +466,44 @@ def test_monitor_forgets_rooms_that_are_gone() -> None:
         assert monitor.history(1, 7)["points"] == []
 
     asyncio.run(scenario())
+
+
+# -- thresholds from settings (GIAOBAN_QUALITY_THRESHOLDS) ------------------------------------
+
+
+def test_thresholds_take_overrides_and_refuse_nonsense() -> None:
+    from giaoban.conference.quality import DEFAULT_THRESHOLDS, Thresholds
+
+    th = Thresholds.with_overrides({"loss_alert": "12", "rtt_alert": 900.0, "raise_after": "4"})
+    assert (th.loss_alert, th.rtt_alert, th.raise_after) == (12.0, 900, 4)
+    assert isinstance(th.rtt_alert, int) and isinstance(th.raise_after, int)
+    assert th.loss_clear == DEFAULT_THRESHOLDS.loss_clear  # the rest stays
+    assert Thresholds.with_overrides({}) == DEFAULT_THRESHOLDS
+    bad = [
+        ({"loss_alarm": 3}, "unknown quality threshold 'loss_alarm'"),
+        ({"loss_red": "lots"}, "is not a number"),
+        ({"rtt_red": -1}, "must be a whole number >= 0"),
+        ({"raise_after": 2.5}, "must be a whole number >= 0"),
+        ({"loss_red": float("nan")}, "must be a number >= 0"),
+        ({"clear_after": 0}, "clear_after must be at least 1"),
+        ({"loss_amber": 9}, "loss_amber (9.0) above loss_red (8.0)"),  # amber above red
+        ({"rtt_clear": 1000}, "rtt_clear (1000) above rtt_alert (800)"),  # clear above raise
+    ]
+    for overrides, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Thresholds.with_overrides(overrides)
+
+
+def test_settings_read_thresholds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from giaoban.settings import Settings
+
+    monkeypatch.setenv("GIAOBAN_QUALITY_THRESHOLDS", "loss_alert=12, rtt_alert = 900")
+    assert Settings().quality_thresholds == {"loss_alert": 12.0, "rtt_alert": 900.0}
+    monkeypatch.setenv("GIAOBAN_QUALITY_THRESHOLDS", '{"jitter_red": 200}')
+    assert Settings().quality_thresholds == {"jitter_red": 200.0}
+    for wrong in ("loss_alert", "loss_alert=x", "nope=1", '{"loss_amber": 50}'):
+        monkeypatch.setenv("GIAOBAN_QUALITY_THRESHOLDS", wrong)
+        with pytest.raises(ValidationError, match="quality_thresholds"):
+            Settings()

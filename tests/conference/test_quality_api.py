@@ -189,3 +189,16 @@ class _Req:
 )
 def test_who_may_scrape(host: str, headers: dict[str, str], token: str | None, ok: bool) -> None:
     assert scrape_allowed(_Req(host, headers), token) is ok  # type: ignore[arg-type]
+
+
+def test_the_control_room_uses_the_configured_thresholds(
+    ctx: Any, demo: Demo, meeting: dict[str, int]
+) -> None:
+    ctx.settings.quality_thresholds = {"loss_alert": 12.0, "rtt_red": 650.0}
+    with TestClient(create_app(ctx)) as client:
+        _stop_background(client)
+        r = client.get(f"/api/v1/meetings/{meeting['id']}/quality", headers=login(client, "chutri"))
+        assert r.status_code == 200, r.text
+        th = r.json()["thresholds"]
+        assert (th["loss_alert"], th["rtt_red"], th["loss_clear"]) == (12.0, 650, 5.0)
+        assert client.app.state.quality.thresholds.rtt_red == 650  # type: ignore[attr-defined]
