@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from giaoban.context import AppContext
 from giaoban.media.service import MediaService
 from giaoban.media.turn import TurnService
+from tests.conftest import Demo
 from tests.lab.fixtures import JanusNamespace, lab_janus_settings
 
 
@@ -84,3 +87,19 @@ def serve_with_media(
         janus_side.close()
         for sock in sites.values():
             sock.close()
+
+
+# Fixtures for a module whose tests each need the app with Janus: bind both in the module
+# (``db_url = media_app.db_url``, ``served = media_app.served``). One database is enough there
+# (SQLite): the database paths are covered elsewhere on both.
+
+
+@pytest.fixture
+def db_url(_sqlite_url: str) -> str:
+    return _sqlite_url
+
+
+@pytest.fixture
+def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
+    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
+        yield s

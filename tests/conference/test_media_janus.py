@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import fractions
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,13 +23,17 @@ from giaoban.audit.log import Actor
 from giaoban.conference import meetings as svc
 from giaoban.conference.client import LiveClient as Tab
 from giaoban.conference.lifecycle import MeetingStatus
-from giaoban.context import AppContext, Tx
+from giaoban.context import Tx
 from giaoban.org.models import Site, Unit, User
-from tests.conference.media_app import Served, serve_with_media
+from tests.conference import media_app
+from tests.conference.media_app import Served
 from tests.conftest import DEMO_PASSWORD, Demo
-from tests.lab.fixtures import JanusNamespace
 
 pytestmark = pytest.mark.janus
+
+# The app with Janus, on SQLite (tests/conference/media_app.py).
+db_url = media_app.db_url
+served = media_app.served
 
 aiortc = pytest.importorskip("aiortc")
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
@@ -39,17 +42,6 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack  # noqa: E402
 from giaoban.media.rtpfast import RtpCounter  # noqa: E402
 
 NO_STUN = RTCConfiguration(iceServers=[])  # traffic stays on the lab link
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
-    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
-        yield s
 
 
 def open_meeting(demo: Demo) -> tuple[int, dict[str, int]]:

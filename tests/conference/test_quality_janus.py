@@ -8,33 +8,23 @@ second to the app); the sites are aiortc bots speaking our protocol (tests/confe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from giaoban.context import AppContext
-from tests.conference.media_app import Served, serve_with_media
+from tests.conference import media_app
+from tests.conference.media_app import Served
 from tests.conference.test_media_janus import Tab, answer, open_meeting, publish, until
 from tests.conftest import DEMO_PASSWORD, Demo
-from tests.lab.fixtures import JanusNamespace
 
 pytestmark = pytest.mark.janus
 
+# The app with Janus, on SQLite (tests/conference/media_app.py).
+db_url = media_app.db_url
+served = media_app.served
+
 pytest.importorskip("aiortc")
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
-    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
-        yield s
 
 
 def test_wall_shows_live_figures_and_alerts_when_a_bot_leaves(served: Served, demo: Demo) -> None:

@@ -6,35 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from giaoban.conference.client import LiveClient as Tab
 from giaoban.conference.stage import JanusStage, View
-from giaoban.context import AppContext
-from tests.conference.media_app import Served, serve_with_media
+from tests.conference import media_app
+from tests.conference.media_app import Served
 from tests.conftest import DEMO_PASSWORD, Demo
-from tests.lab.fixtures import JanusNamespace
 
 pytestmark = pytest.mark.janus
+
+# The app with Janus, on SQLite (tests/conference/media_app.py).
+db_url = media_app.db_url
+served = media_app.served
 
 pytest.importorskip("aiortc")
 from aiortc import RTCPeerConnection  # noqa: E402
 
 from tests.conference.test_media_janus import answer, close_pc, growth, open_meeting, publish, until  # noqa: E402
-
-
-@pytest.fixture
-def db_url(_sqlite_url: str) -> str:
-    return _sqlite_url
-
-
-@pytest.fixture
-def served(ctx: AppContext, demo: Demo, janus_ns: JanusNamespace, tmp_path: Path) -> Iterator[Served]:
-    with serve_with_media(ctx, janus_ns, tmp_path / "janus") as s:
-        yield s
 
 
 def test_prewarmed_view_sends_nothing_until_turned_on(served: Served, demo: Demo) -> None:
