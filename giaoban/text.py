@@ -72,6 +72,7 @@ _INVISIBLE_RE = re.compile(f"[{_INVISIBLE}{_JOINERS}]")
 _INVISIBLE_TEXT_RE = re.compile(f"[{_INVISIBLE}]")
 _LINE_ENDINGS_RE = re.compile("\r\n|[\r\u2028\u2029]")
 _TRAILING_RE = re.compile(f"[{_SPACES}\\t{_JOINERS}]+$")
+_LEADING_RE = re.compile(f"^[{_SPACES}\\t\\n{_JOINERS}]+")
 _VISIBLE_RE = re.compile(_VISIBLE)
 
 
@@ -123,13 +124,14 @@ def clean_line(value: str, *, max_length: int = 300, required: bool = True) -> s
 
 def clean_text(value: str, *, max_length: int = 5000, required: bool = False) -> str:
     """The stored form of a multi-line field: line breaks are ``\\n``, tabs kept, trailing spaces of
-    each line and blank lines at both ends dropped; empty if nothing visible is left."""
+    each line, blank lines at both ends and the spaces before the first visible character dropped;
+    empty if nothing visible is left."""
     if not isinstance(value, str):
         raise TextError("not_text", "Phải là một chuỗi ký tự.")
     _check_chars(value, multiline=True)
     value = unicodedata.normalize("NFC", _INVISIBLE_TEXT_RE.sub("", value))
     lines = [_TRAILING_RE.sub("", line) for line in _LINE_ENDINGS_RE.sub("\n", value).split("\n")]
-    value = "\n".join(lines).strip("\n")
+    value = _LEADING_RE.sub("", "\n".join(lines)).rstrip("\n")
     if _VISIBLE_RE.search(value) is None:
         value = ""
     return _finish(value, max_length=max_length, required=required)

@@ -327,8 +327,15 @@ class NetLab:
             if ns is not None:
                 _run("ip", "link", "set", name, "netns", ns)
             self.exec(ns, "ip", "addr", "add", f"{addr}/{net.prefixlen}", "dev", name)
+            self._no_ipv6_address(ns, name)
             self.exec(ns, "ip", "link", "set", name, "up")
         return link
+
+    def _no_ipv6_address(self, ns: str | None, dev: str) -> None:
+        """No IPv6 link-local address on ``dev``: the lab speaks IPv4 only, and an address finishing
+        duplicate-address detection a second after the link comes up is a network change to every
+        Chromium that can see it (a page loading then fails with ERR_NETWORK_CHANGED)."""
+        self.exec(ns, "ip", "link", "set", dev, "addrgenmode", "none")
 
     def _impairable_link(self, ns_a: str | None, ns_b: str | None) -> Link:
         """``ns_a`` ─veth─ relay namespace ─veth─ ``ns_b``, the relay process forwarding in between.
@@ -366,6 +373,7 @@ class NetLab:
             if ns is not None:
                 _run("ip", "link", "set", outer, "netns", ns)
             self.exec(ns, "ip", "addr", "add", f"{addr}/{net.prefixlen}", "dev", outer)
+            self._no_ipv6_address(ns, outer)
             self.exec(ns, "ip", "link", "set", outer, "up")
         proc = self.spawn(
             relay_ns,
