@@ -111,7 +111,8 @@ def test_one_line_refusals(value: str, code: str) -> None:
 
 
 def test_multi_line_text() -> None:
-    assert clean_text("  Kính gửi:\r\n\r\n- các đơn vị  \r\n\n") == "  Kính gửi:\n\n- các đơn vị"
+    assert clean_text("  Kính gửi:\r\n\r\n- các đơn vị  \r\n\n") == "Kính gửi:\n\n- các đơn vị"
+    assert clean_text("\n\n  1. Mở đầu\n    a) chi tiết") == "1. Mở đầu\n    a) chi tiết"
     assert clean_text("a\u2028b\tc") == "a\nb\tc"
     assert clean_text("👨\u200d👩\u200d👧") == "👨\u200d👩\u200d👧"  # joiners keep an emoji whole
     assert clean_text("\u200b\n \n") == ""
