@@ -32,6 +32,10 @@ from giaoban.org.models import Site, Unit
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
+# Recovery of a room's media after Janus lost it (``Hub._recover``): each attempt waits this long at
+# most for the media service to be back, then tries; the n-th failure waits the n-th delay.
+RECOVERY_WAIT = 5.0  # s
+RECOVERY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # s, the last one repeats
 
 
 class Connection(Protocol):
@@ -43,7 +47,9 @@ class Connection(Protocol):
 class StageEvent:
     """Something Janus told the media side (from its reader: handled later, under the room lock)."""
 
-    kind: str  # publisher_up | publisher_down | offer | reset (target: "room" | "session")
+    # publisher_up | publisher_down | offer | reset (target: the media event that says media may be
+    # lost: node_down | node_restarted | sessions_lost | rooms_lost)
+    kind: str
     site_id: int | None = None
     handle_id: int | None = None
     peer: str | None = None
@@ -74,7 +80,8 @@ class Stage(Protocol):
     ) -> None: ...
     async def enforce(self, audible: frozenset[int], holders: list[int]) -> None: ...
     async def peer_gone(self, peer_key: str, site_id: int | None, last_tab: bool) -> bool: ...
-    async def reset(self, reason: str, lost_session: int | None = None) -> bool: ...
+    async def wait_media(self, timeout: float) -> bool: ...
+    async def recover(self) -> bool: ...
     async def restart(
         self, peer_key: str, site_id: int | None, target: str, jsep: dict[str, Any] | None
     ) -> dict[str, Any]: ...
@@ -110,6 +117,8 @@ class Room:
     stage: Stage | None = None
     seq: int = 0
     closed: bool = False  # the meeting ended: no more changes, tabs are sent away
+    recovery: asyncio.Task[None] | None = None  # the one media recovery running (``Hub._recover``)
+    recovery_again: bool = False  # another loss was reported while it ran: it checks once more
 
     def site_tabs(self, site_id: int) -> int:
         return sum(1 for peer in self.peers if peer.role == "site" and peer.site_id == site_id)
@@ -246,6 +255,8 @@ class Hub:
             room.closed = True
             if room.timer:
                 room.timer.cancel()
+            if room.recovery is not None:
+                room.recovery.cancel()
             stage, room.stage = room.stage, None
         if stage is not None:
             await stage.close()
@@ -325,12 +336,12 @@ class Hub:
 
     async def _stage_event(self, room: Room, stage: Stage, event: StageEvent) -> None:
         """Janus told us something about a handle: update views and the sites' publishing state."""
+        if event.kind == "reset":
+            self._recover_later(room, stage, event.target or "reset")
+            return
         async with room.lock:
             if room.stage is not stage:
                 return  # the meeting's media room has closed since
-            if event.kind == "reset":
-                await self._media_lost(room, stage, event)
-                return
             try:
                 if event.kind in ("publisher_up", "publisher_down") and event.site_id is not None:
                     up = event.kind == "publisher_up"
@@ -349,19 +360,84 @@ class Hub:
             except Exception:
                 log.exception("media event %s in meeting %s", event.kind, room.meeting_id)
 
-    async def _media_lost(self, room: Room, stage: Stage, event: StageEvent) -> None:
-        """Janus lost the meeting's media (it restarted, or our session with it is gone): recreate
-        the room on the stage, mark every site as not publishing, and tell every tab to publish and
-        subscribe again (``media.reset``). Caller holds the room lock."""
-        try:
-            if not await stage.reset(event.target or "room", event.handle_id):
-                return
-        except Exception:
-            log.exception("recovering the media of meeting %s", room.meeting_id)
+    def _recover_later(self, room: Room, stage: Stage, why: str) -> None:
+        """The one recovery path after Janus may have lost the meeting's media, whichever event
+        said so first (the connection dropped, Janus restarted, our session or the room lost) and
+        however many follow: one recovery task per room; a report while it runs makes it check
+        once more (``recover`` is idempotent: only a real loss rebuilds anything)."""
+        if room.closed or room.stage is not stage:
             return
+        if room.recovery is not None and not room.recovery.done():
+            room.recovery_again = True
+            return
+        room.recovery_again = False
+        room.recovery = asyncio.get_running_loop().create_task(self._recover(room, stage, why))
+
+    async def _recover(self, room: Room, stage: Stage, why: str) -> None:
+        """Wait for the media service to be back, then (under the room lock) have the stage check
+        and rebuild what Janus lost; when it did: every site not publishing, the floor applied to
+        the stage again, ``media.reset`` to every tab. Retried with backoff until it works or the
+        meeting ends; one log line per attempt, a traceback only for the unexpected."""
+        attempt = 0
+        failures = 0
+        while not room.closed and room.stage is stage:
+            attempt += 1
+            room.recovery_again = False
+            error: str | None = None
+            if not await stage.wait_media(RECOVERY_WAIT):
+                error = f"the media server is not back after {RECOVERY_WAIT:.0f} s"
+            else:
+                async with room.lock:
+                    if room.closed or room.stage is not stage:
+                        return
+                    try:
+                        rebuilt = await stage.recover()
+                    except MediaFailure as exc:
+                        error = exc.message
+                    except Exception as exc:
+                        log.exception("meeting %s: media recovery attempt %d", room.meeting_id, attempt)
+                        error = f"unexpected {type(exc).__name__}"
+                    else:
+                        if rebuilt:
+                            await self._media_back(room, stage)
+                            log.info(
+                                "meeting %s: media recovered after %s (attempt %d)",
+                                room.meeting_id,
+                                why,
+                                attempt,
+                            )
+                        else:
+                            log.info(
+                                "meeting %s: media checked after %s: nothing lost (attempt %d)",
+                                room.meeting_id,
+                                why,
+                                attempt,
+                            )
+            if error is None:
+                if not room.recovery_again:
+                    return
+                continue  # lost again meanwhile (or reported twice): check once more
+            delay = RECOVERY_DELAYS[min(failures, len(RECOVERY_DELAYS) - 1)]
+            failures += 1
+            log.warning(
+                "meeting %s: media recovery after %s, attempt %d: %s; again in %.1f s",
+                room.meeting_id,
+                why,
+                attempt,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _media_back(self, room: Room, stage: Stage) -> None:
+        """The stage rebuilt the meeting's media: mark every site as not publishing, apply the floor
+        again, and tell every tab to publish and subscribe again (``media.reset``). Caller holds
+        the room lock."""
         for site in list(room.live.sites.values()):
             if site.publishing:
                 await self._publishing(room, site.site_id, False)
+        floor = room.live.floor
+        await stage.enforce(floor.audible(), floor.holder_ids())
         await self._broadcast(room, p.dumps({"type": "media.reset"}))
 
     async def _publishing(self, room: Room, site_id: int, publishing: bool) -> None:
@@ -607,7 +683,14 @@ class Hub:
                 if msg.target == "publisher":
                     self._need(as_site, message="Chỉ điểm cầu được phát hình và tiếng.")
                 jsep = msg.jsep.model_dump() if msg.jsep is not None else None
-                return await self._stage(room).restart(peer.key, peer.site_id, msg.target, jsep)
+                stage = self._stage(room)
+                try:
+                    return await stage.restart(peer.key, peer.site_id, msg.target, jsep)
+                except MediaFailure:
+                    site_id = peer.site_id if msg.target == "publisher" else None
+                    if site_id is not None and not stage.has_publisher(site_id):  # dropped: republish
+                        await self._publishing(room, site_id, False)
+                    raise
             case p.MediaTrickle():
                 candidate = None if msg.candidate is None else msg.candidate.model_dump(exclude_none=True)
                 await self._stage(room).trickle(peer.key, peer.site_id, msg.target, candidate)

@@ -1,10 +1,12 @@
 """The media side of a live meeting: one Janus VideoRoom, the sites' publishers, everyone's view.
 
 Floor control is enforced here, on Janus, never trusted to the browser:
-- every site but the host and the floor holders has its audio blocked with VideoRoom ``moderate``,
-  applied before Janus's SDP answer goes back to the site (so no packet of a new PeerConnection is
-  ever forwarded unmoderated; Janus forgets moderation on republish, and every publish goes
-  through here);
+- every audio stream of every site but the host and the floor holders is blocked with VideoRoom
+  ``moderate``, applied before Janus's SDP answer goes back to the site (so no packet of a new
+  PeerConnection is ever forwarded unmoderated; Janus forgets moderation on republish, and every
+  publish goes through here). After any (re)negotiation of a publisher the audio mids are the ones
+  Janus reports for the feed, each brought to the floor (``_negotiated``); an ICE restart may not
+  change the m-lines (giaoban/conference/muting.py);
 - each tab's view is one subscription with fixed slots: the host (video + audio) and
   ``SPEAKER_SLOTS`` speaker slots (video + audio). Speaker slots carry only holders; a floor change
   is a ``switch`` of those slots (no renegotiation), and an empty slot is paused (``send: false``).
@@ -31,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from giaoban.conference import layers
+from giaoban.conference import layers, muting
 from giaoban.conference.hub import MediaFailure, StageEvent
 from giaoban.conference.live import LiveMeeting
 from giaoban.media.client import JanusClientError, JanusPluginError, JanusSession, JsonDict
@@ -64,10 +66,17 @@ class Publisher:
     site_id: int
     owner: str  # the tab (peer key) that publishes
     handle: VideoRoomPublisher
-    audio_mids: list[str] = field(default_factory=list)
+    audio_mids: list[str] = field(default_factory=list)  # as Janus reported them last
     video_mids: list[str] = field(default_factory=list)
-    muted: bool = False
     started: bool = False  # Janus's PeerConnection with the site is up: it can be subscribed to
+    offer: str = ""  # the SDP offer Janus accepted last: an ICE restart is checked against it
+    # mid -> muted, as Janus is known to have it (a mid missing: new or unknown, always sent)
+    moderated: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def muted(self) -> bool:
+        """Janus blocks every audio stream of the site."""
+        return bool(self.audio_mids) and all(self.moderated.get(mid) is True for mid in self.audio_mids)
 
 
 @dataclass
@@ -163,12 +172,6 @@ class _Want:
 def _layer_of(stream: Stream) -> int:
     """The substream Janus targets for ``stream`` (its default after a join or switch: the top)."""
     return layers.TOP_LAYER if stream.layer is None else stream.layer
-
-
-def _mids(streams: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    audio = [str(s["mid"]) for s in streams if s.get("type") == "audio" and not s.get("disabled")]
-    video = [str(s["mid"]) for s in streams if s.get("type") == "video" and not s.get("disabled")]
-    return audio, video
 
 
 class JanusStage:
@@ -317,13 +320,9 @@ class JanusStage:
             if isinstance(exc, MediaFailure):
                 raise
             raise MediaFailure("publish_failed", f"Janus từ chối phát: {exc}") from exc
-        audio, video = _mids(list(response.data.get("streams") or []))
-        pub = Publisher(site_id, peer, handle, audio, video)
+        pub = Publisher(site_id, peer, handle, offer=str(jsep.get("sdp") or ""))
         # Moderation is lost on every new PeerConnection: apply the policy before the answer leaves.
-        if (
-            not await self._moderate(pub, mute=site_id not in self.audible)
-            and pub.site_id not in self.audible
-        ):
+        if not await self._negotiated(pub, response.data.get("streams")):
             with contextlib.suppress(JanusClientError):
                 await handle.leave()
             await self._detach(handle.handle)
@@ -397,16 +396,31 @@ class JanusStage:
             t for w in self.walls.values() for t in w.tiles
         ]
 
+    async def _negotiated(self, pub: Publisher, streams: list[dict[str, Any]] | None) -> bool:
+        """After any (re)negotiation of ``pub`` (publish, ICE restart): take the audio and video mids
+        Janus now reports for the feed (the ``streams`` of its ``configured`` event; kept as they
+        were if it sent none), forget what was known of their moderation, and bring every audio mid
+        to the floor. False when a site without the floor could not be muted on every mid."""
+        if streams:
+            pub.audio_mids = muting.audio_mids(streams)
+            pub.video_mids = muting.video_mids(streams)
+        pub.moderated.clear()
+        mute = pub.site_id not in self.audible
+        return await self._moderate(pub, mute=mute) or not mute
+
     async def _moderate(self, pub: Publisher, *, mute: bool) -> bool:
-        """Block or unblock the site's audio on Janus (each mid: one try and one retry, each at most
-        ``JANUS_TIMEOUT``). True when done; otherwise logged, and ``pub.muted`` keeps its old value
-        so that the next ``_moderate_all`` tries again."""
-        for mid in pub.audio_mids:
+        """Bring every audio mid of the site to ``mute`` on Janus (``muting.moderation_changes``;
+        each request: one try and one retry, each at most ``JANUS_TIMEOUT``). True when done;
+        otherwise logged, and a failed mid counts as unknown so that ``_moderate_all`` sends it
+        again."""
+        done = True
+        for mid, want in muting.moderation_changes(pub.audio_mids, pub.moderated, mute):
             for attempt in (1, 2):
                 try:
                     await asyncio.wait_for(
-                        self.control.moderate(self.room, self.secret, pub.site_id, mid, mute), JANUS_TIMEOUT
+                        self.control.moderate(self.room, self.secret, pub.site_id, mid, want), JANUS_TIMEOUT
                     )
+                    pub.moderated[mid] = want
                     break
                 except (JanusClientError, TimeoutError) as exc:
                     reason = str(exc) or f"no answer within {JANUS_TIMEOUT:.1f} s"
@@ -414,15 +428,18 @@ class JanusStage:
                         log.error(
                             "room %s: %s site %s (mid %s) failed: %s",
                             self.room,
-                            "muting" if mute else "unmuting",
+                            "muting" if want else "unmuting",
                             pub.site_id,
                             mid,
                             reason,
                         )
-                        return False
-                    log.warning("room %s: moderate %s mid %s: %s; again", self.room, pub.site_id, mid, reason)
-        pub.muted = mute
-        return True
+                        pub.moderated.pop(mid, None)
+                        done = False
+                    else:
+                        log.warning(
+                            "room %s: moderate %s mid %s: %s; again", self.room, pub.site_id, mid, reason
+                        )
+        return done
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -642,9 +659,11 @@ class JanusStage:
         all of them are. A failure is tried again in the background (a Janus restart, an overloaded
         Janus: the next floor change or this retry puts it right)."""
         changes = [
-            (pub, pub.site_id not in self.audible)
+            (pub, mute)
             for pub in self.publishers.values()
-            if pub.muted != (pub.site_id not in self.audible)
+            if muting.moderation_changes(
+                pub.audio_mids, pub.moderated, mute := pub.site_id not in self.audible
+            )
         ]
         if not changes:
             return True
@@ -1091,42 +1110,61 @@ class JanusStage:
     # -- recovery (Janus restarted, our session lost, a tab's ICE failed) ---------------------
 
     def watch_media(self) -> None:
-        """Turn the media service's ``rooms_lost`` / ``sessions_lost`` about this room into a
-        ``reset`` stage event (handled by the hub under the room's lock, see :meth:`reset`)."""
+        """Turn what the media service says about our node into a ``reset`` stage event (the hub
+        then runs its one recovery path, see ``Hub._recover``): the connection to the node dropped,
+        the supervisor restarted Janus, our session or the meeting's room is lost. Any of them, in
+        any order and any number of times: the recovery checks what is really lost (``recover``)."""
 
         def on_media(event: MediaEvent) -> None:
-            if event.node != self.node:
+            if event.node != self.node or self._closed:
                 return
-            if event.kind == "rooms_lost" and self.room in event.rooms:
-                self._emit(StageEvent("reset", target="room"))
-            elif event.kind == "sessions_lost" and self.session.id in event.sessions:
-                self._emit(StageEvent("reset", target="session", handle_id=self.session.id))
+            ours = (
+                event.kind in ("node_down", "node_restarted")
+                or (event.kind == "rooms_lost" and self.room in event.rooms)
+                or (event.kind == "sessions_lost" and self.session.id in event.sessions)
+            )
+            if ours:
+                self._emit(StageEvent("reset", target=event.kind))
 
         self._media_listener = on_media
         self.media.add_listener(on_media)
 
-    async def reset(self, reason: str, lost_session: int | None = None) -> bool:
-        """Start the media side again after Janus lost it: the same room id and secret, a new
-        session, no publishers, views or walls (every tab republishes and resubscribes: the hub
-        tells them with ``media.reset``). The floor (``audible``, ``holders``) is kept, so each
-        publisher that comes back is moderated before its answer leaves, as on any publish.
+    async def wait_media(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until the media service is back on our node: connected, its
+        control session rebuilt, its rooms checked. True when it is."""
+        return await self.media.wait_ready(self.node, timeout)
 
-        A Janus restart reports our session lost and then the room lost: the first event does the
-        work, the second finds everything in place and returns False (nothing to tell the tabs)."""
-        if reason == "session" and lost_session != self.session.id:
-            return False  # an older session of ours: already reset since
-        if reason == "room" and not self.session.lost and self.client_connected():
-            with contextlib.suppress(JanusClientError):
-                if await self.control.exists(self.room):
-                    self.media.track_room(self.node, self.room, self.secret)
-                    return False
-        await self._stop_keepers()
-        # Their handles died with the session: nothing to detach on Janus.
-        self.publishers.clear()
-        self.views.clear()
-        self.walls.clear()
+    async def recover(self) -> bool:
+        """Start the media side again if Janus lost it: the same room id and secret, a new session,
+        no publishers, views or walls (every tab republishes and resubscribes: the hub tells them
+        with ``media.reset``). The floor (``audible``, ``holders``) is kept, so each publisher that
+        comes back is moderated before its answer leaves, as on any publish.
+
+        Idempotent: True only when something was lost and has been rebuilt now; False when our
+        session and the room are in place (a dropped connection whose sessions were claimed, or a
+        loss already recovered). ``MediaFailure`` when the media service is not back yet or a
+        request failed: the caller tries again later."""
+        if not self.media.ready(self.node):
+            raise MediaFailure("media_unavailable", "Máy chủ media chưa sẵn sàng trở lại.")
         try:
-            if not await self.control.exists(self.room):
+            session_lost = self.session.lost
+            room_there = await self.control.exists(self.room)
+            if room_there and not session_lost:
+                self.media.track_room(self.node, self.room, self.secret)
+                return False
+            await self._stop_keepers()
+            handles = [
+                *(p.handle.handle for p in self.publishers.values()),
+                *(v.handle.handle for v in self.views.values()),
+                *(w.handle.handle for w in self.walls.values()),
+            ]
+            self.publishers.clear()
+            self.views.clear()
+            self.walls.clear()
+            if not session_lost:  # the room went, our session did not: its handles are useless now
+                for handle in handles:
+                    await self._detach(handle)
+            if not room_there:
                 try:
                     options = self.options or RoomOptions(secret=self.secret)
                     await self.media.create_room(options, room=self.room, node=self.node)
@@ -1134,25 +1172,23 @@ class JanusStage:
                     if exc.code != ERR_ROOM_EXISTS:
                         raise
             self.media.track_room(self.node, self.room, self.secret)
-            if self.session.lost or reason == "session":
+            if session_lost:
                 self.session = await self.media.client(self.node).create_session()
         except (JanusClientError, KeyError) as exc:
             raise MediaFailure(
                 "media_unavailable", f"Không dựng lại được phòng họp trên máy chủ media: {exc}"
             ) from exc
-        log.info("meeting room %s on %s recreated after %s loss", self.room, self.node, reason)
+        lost = [w for w, gone in (("session", session_lost), ("room", not room_there)) if gone]
+        log.info("meeting room %s on %s rebuilt (lost: %s)", self.room, self.node, " and ".join(lost))
         return True
-
-    def client_connected(self) -> bool:
-        rt = self.media.nodes.get(self.node)
-        return rt is not None and rt.client.connected
 
     async def restart(
         self, peer: str, site_id: int | None, target: str, jsep: dict[str, Any] | None
     ) -> dict[str, Any]:
         """ICE restart of a tab's PeerConnection, keeping the handle: the publisher renegotiates
         with its new offer (``configure`` + offer made with ``iceRestart``; moderation applied again
-        before the answer leaves); a subscription asks Janus for a new offer (``configure`` with
+        to every audio mid Janus then reports, before the answer leaves; an offer that is not a pure
+        ICE restart — other m-lines, the old ICE credentials — is refused: ``restart_refused``); a subscription asks Janus for a new offer (``configure`` with
         ``restart: true``), answered by the tab with ``media.start``. A PeerConnection Janus has
         already hung up cannot be restarted (``no_peer_connection``): publish or subscribe again."""
         await self.settle()
@@ -1162,13 +1198,25 @@ class JanusStage:
                 raise MediaFailure("no_peer_connection", "Không có kết nối media tương ứng; hãy phát lại.")
             if jsep is None or jsep.get("type") != "offer":
                 raise MediaFailure("invalid", "Khởi động lại ICE của luồng phát cần một SDP offer.")
+            offer = str(jsep.get("sdp") or "")
+            refusal = muting.restart_refusal(pub.offer, offer)
+            if refusal is not None:
+                raise MediaFailure("restart_refused", refusal)  # nothing sent to Janus
             try:
                 response = await pub.handle.configure(jsep=jsep)
             except JanusClientError as exc:
                 raise MediaFailure("restart_failed", f"Janus từ chối khởi động lại ICE: {exc}") from exc
             if response.jsep is None:
                 raise MediaFailure("restart_failed", "Janus không trả lời SDP.")
-            await self._moderate(pub, mute=pub.site_id not in self.audible)
+            pub.offer = offer
+            if not await self._negotiated(pub, response.data.get("streams")):
+                # Janus took the offer but a stream of a site without the floor is not blocked: the
+                # publisher goes; the tab publishes anew (moderated before that answer leaves).
+                await self._drop_publisher(pub)
+                await self._refresh_all()
+                raise MediaFailure(
+                    "restart_failed", "Máy chủ media chưa chặn được tiếng của điểm cầu; hãy phát lại."
+                )
             return {"jsep": response.jsep}
         sub: View | Wall | None = self.views.get(peer) if target == "view" else self.walls.get(peer)
         if sub is None or sub.down:

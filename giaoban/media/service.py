@@ -73,6 +73,10 @@ class NodeRuntime:
     rooms: dict[int, str | None] = field(default_factory=dict)
     connect_task: asyncio.Task[None] | None = None
     last_error: str = ""
+    # Set once connected with a live control session and the rooms checked (see ``MediaService.ready``);
+    # cleared when the connection drops.
+    up: asyncio.Event = field(default_factory=asyncio.Event)
+    restore_task: asyncio.Task[None] | None = None
 
 
 class MediaService:
@@ -188,10 +192,11 @@ class MediaService:
                 await self._retry_task
             self._retry_task = None
         for rt in self.nodes.values():
-            if rt.connect_task is not None:
-                rt.connect_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await rt.connect_task
+            for task in (rt.connect_task, rt.restore_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await rt.client.close()
             if rt.admin is not None:
                 await rt.admin.close()
@@ -207,6 +212,7 @@ class MediaService:
                 await rt.client.connect()
                 await self._setup_control(rt)
                 rt.last_error = ""
+                rt.up.set()
                 await self._emit(MediaEvent("node_up", rt.node.name))
                 return
             except JanusClientError as exc:
@@ -230,18 +236,69 @@ class MediaService:
 
     async def _on_client_event(self, rt: NodeRuntime, event: ClientEvent) -> None:
         if event.kind == "disconnected":
+            rt.up.clear()
             await self._emit(MediaEvent("node_down", rt.node.name, reason=event.reason))
         elif event.kind == "reconnected":
             if event.lost:
                 await self._emit(MediaEvent("sessions_lost", rt.node.name, sessions=list(event.lost)))
-            try:
-                if rt.control_session is None or rt.control_session.lost:
-                    await self._setup_control(rt)
-                await self._check_rooms(rt)
-            except JanusClientError as exc:
-                rt.last_error = str(exc)
-                log.warning("media node %s: recovery after reconnect failed: %s", rt.node.name, exc)
-            await self._emit(MediaEvent("node_up", rt.node.name))
+            if not await self._restore(rt) and (rt.restore_task is None or rt.restore_task.done()):
+                rt.restore_task = asyncio.create_task(
+                    self._restore_forever(rt), name=f"media-restore {rt.node.name}"
+                )
+
+    async def _restore(self, rt: NodeRuntime) -> bool:
+        """After a reconnect: a new control session if ours was lost, the rooms checked (``rooms_lost``),
+        then the node counts as up again (``node_up``). False (logged) when a request failed."""
+        try:
+            if rt.control_session is None or rt.control_session.lost:
+                await self._setup_control(rt)
+            await self._check_rooms(rt)
+        except JanusClientError as exc:
+            rt.last_error = str(exc)
+            log.warning("media node %s: recovery after reconnect failed: %s", rt.node.name, exc)
+            return False
+        rt.last_error = ""
+        rt.up.set()
+        await self._emit(MediaEvent("node_up", rt.node.name))
+        return True
+
+    async def _restore_forever(self, rt: NodeRuntime) -> None:
+        """Retry ``_restore`` with backoff while connected (a new drop starts over on its reconnect)."""
+        delay = 0.2
+        while rt.client.connected and not rt.up.is_set():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if rt.client.connected and await self._restore(rt):
+                return
+
+    def ready(self, node: str) -> bool:
+        """Whether ``node`` is usable for rooms: connected, with a live control session, its rooms
+        checked since the last reconnect (a room's recovery waits for this, ``wait_ready``)."""
+        rt = self.nodes.get(node)
+        return (
+            rt is not None
+            and rt.up.is_set()
+            and rt.client.connected
+            and rt.control is not None
+            and rt.control_session is not None
+            and not rt.control_session.lost
+        )
+
+    async def wait_ready(self, node: str, timeout: float) -> bool:
+        """Wait at most ``timeout`` s for :meth:`ready`; True when it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready(node):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            rt = self.nodes.get(node)
+            if rt is None or rt.up.is_set():
+                await asyncio.sleep(min(0.1, remaining))  # up, but not usable (yet): look again soon
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(rt.up.wait(), remaining)
+        return True
 
     async def _check_rooms(self, rt: NodeRuntime) -> None:
         if rt.control is None or not rt.rooms:
