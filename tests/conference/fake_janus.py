@@ -132,7 +132,8 @@ class FakeJanus:
 
     @staticmethod
     def streams_of(sdp: str) -> list[dict[str, Any]]:
-        streams, kind = [], None
+        streams: list[dict[str, Any]] = []
+        kind: str | None = None
         for line in sdp.splitlines():
             if line.startswith("m="):
                 kind = line[2:].split()[0]
@@ -140,7 +141,7 @@ class FakeJanus:
                 streams.append({"type": kind, "mid": line[6:], "mindex": len(streams)})
         return streams
 
-    def kill(self, *sessions: FakeSession) -> None:
+    def kill(self, *sessions: Any) -> None:
         """Janus dies: every session (the control one too) and every room and feed are gone."""
         self.up = False
         self.control_session.lost = True

@@ -4,6 +4,8 @@ stage.py). Pure rules, then the stage on a fake Janus that keeps per-mid moderat
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -55,7 +57,7 @@ def test_a_restart_offer_may_only_restart_ice(new: str, refused: str | None) -> 
 
 
 def test_audio_mids_are_the_enabled_audio_streams_janus_reports() -> None:
-    streams = [
+    streams: list[dict[str, Any]] = [
         {"type": "audio", "mid": "0"},
         {"type": "video", "mid": "1"},
         {"type": "audio", "mid": "2"},

@@ -300,11 +300,14 @@ def test_janus_killed_is_restarted_and_losses_reported(janus_ns: JanusNamespace,
         svc = MediaService(settings, tmp_path, client_options={"reconnect_delay_max": 0.5})
         events: list[MediaEvent] = []
         svc.add_listener(events.append)
+        ready_at: dict[str, bool] = {}  # whether the service said "ready" when each event came
+        svc.add_listener(lambda e: ready_at.setdefault(e.kind, svc.ready(e.node)))
         await svc.start()
         try:
             assert (await svc.health())["status"] == "ok"
             node, room = await svc.create_room(RoomOptions(secret="s"))
-            assert node == "local"
+            assert node == "local" and svc.ready(node)
+            ready_at.clear()
             sup = svc.supervisor
             assert sup is not None and sup.pid is not None
             old_pid = sup.pid
@@ -315,6 +318,17 @@ def test_janus_killed_is_restarted_and_losses_reported(janus_ns: JanusNamespace,
             for kind in ("node_down", "node_restarted", "sessions_lost", "rooms_lost", "node_up"):
                 assert kind in kinds, kinds
             assert next(e for e in events if e.kind == "rooms_lost").rooms == [room]
+            # A room's recovery waits for "ready": not while the losses are reported, only once the
+            # control session is rebuilt and the rooms are checked (issue 10: the first reset failed).
+            assert await svc.wait_ready(node, 5)
+            # (node_restarted comes from the supervisor, before or after the client reconnected)
+            ready_at.pop("node_restarted", None)
+            assert ready_at == {
+                "node_down": False,
+                "sessions_lost": False,
+                "rooms_lost": False,
+                "node_up": True,
+            }
             lost = next(e for e in events if e.kind == "sessions_lost").sessions
             assert client_session.id in lost and client_session.lost
             assert sup.restarts == 1 and sup.pid not in (None, old_pid) and sup.last_exit_code == -9
