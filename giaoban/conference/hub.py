@@ -408,7 +408,7 @@ class Hub:
                             )
                         else:
                             log.info(
-                                "meeting %s: media checked after %s: nothing lost (attempt %d)",
+                                "meeting %s: media checked after %s: nothing lost (check %d)",
                                 room.meeting_id,
                                 why,
                                 attempt,
@@ -432,12 +432,16 @@ class Hub:
     async def _media_back(self, room: Room, stage: Stage) -> None:
         """The stage rebuilt the meeting's media: mark every site as not publishing, apply the floor
         again, and tell every tab to publish and subscribe again (``media.reset``). Caller holds
-        the room lock."""
-        for site in list(room.live.sites.values()):
-            if site.publishing:
-                await self._publishing(room, site.site_id, False)
-        floor = room.live.floor
-        await stage.enforce(floor.audible(), floor.holder_ids())
+        the room lock. The tabs are told whatever else fails: without ``media.reset`` they would
+        wait on a media room that is gone."""
+        try:
+            for site in list(room.live.sites.values()):
+                if site.publishing:
+                    await self._publishing(room, site.site_id, False)
+            floor = room.live.floor
+            await stage.enforce(floor.audible(), floor.holder_ids())
+        except Exception:
+            log.exception("meeting %s: after rebuilding its media", room.meeting_id)
         await self._broadcast(room, p.dumps({"type": "media.reset"}))
 
     async def _publishing(self, room: Room, site_id: int, publishing: bool) -> None:
