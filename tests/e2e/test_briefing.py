@@ -404,7 +404,7 @@ def test_central_operator_schedules_a_briefing(media_browser: Any, live_server: 
         expect(page.get_by_text("Đã lên lịch hội nghị.")).to_be_visible()
         expect(page.get_by_role("heading", name="Hội nghị chuyên đề công tác cán bộ")).to_be_visible()
         expect(page.locator("main")).to_contain_text("14:00–16:30 12/03/2030")
-        expect(page.locator(".site-columns")).to_contain_text("Điểm cầu Thành ủy Hà Nội")
+        expect(page.locator("#sites-table")).to_contain_text("Điểm cầu Thành ủy Hà Nội")
         expect(page.get_by_role("button", name="Mở kiểm tra kỹ thuật")).to_be_visible()
         shot(page, "schedule-detail")
         assert not tabs.problems, tabs.problems
@@ -454,6 +454,11 @@ def test_briefing_by_hand_as_the_readme_says(media_browser: Any, served: Served,
         op.screenshot(path=str(ARTIFACTS / "by-hand-operator-meeting-full.png"), full_page=True)
         listing = tabs.open("dieuhanh", "/meetings")
         expect(listing.get_by_role("link", name="Chọn trong 71 điểm cầu")).to_be_visible()
+        shot(listing, "by-hand-meetings-list")
+        # The control room says so too.
+        listing.goto(f"{meeting_url}/control")
+        expect(listing.locator("#host-state")).to_contain_text("Điểm cầu chính chưa vào phòng")
+        shot(listing, "by-hand-control-no-host")
 
         # 3. The chair opens the console: the host is missing, and it says who must do what.
         chair = tabs.open("chutri", meeting_url)
