@@ -151,7 +151,6 @@ class Hub:
                 .join(Invitation, Invitation.site_id == Site.id)
                 .join(Unit, Unit.id == Site.unit_id)
                 .where(Invitation.meeting_id == meeting_id)
-                .order_by(Unit.path, Site.code)
             ).all()
             live = LiveMeeting(
                 meeting.id,

@@ -16,6 +16,7 @@ from typing import Any
 
 from giaoban.conference.alerts import AlertBook, AlertError
 from giaoban.conference.floor import FloorError, FloorState, RequestKind
+from giaoban.conference.order import order_ids
 from giaoban.conference.protocol import dumps
 
 LATE_AFTER_SECONDS = 5 * 60  # joining more than 5 minutes after the start counts as late ("đến muộn")
@@ -154,8 +155,8 @@ class LiveMeeting:
         self.sites = {
             sid: SiteLive(sid, name, unit, codes.get(sid, "")) for sid, (name, unit) in sites.items()
         }
-        # The order every screen lists the sites in (the wall's pages): the host first, then as given.
-        self.order = sorted(self.sites, key=lambda sid: sid != host_site_id)
+        # The order every screen lists the sites in (giaoban.conference.order): host first, then by code.
+        self.order = order_ids({sid: s.code for sid, s in self.sites.items()}, host_site_id)
         self.floor = FloorState(host_site_id=host_site_id, drop_grace=drop_grace)
         self.chat: list[ChatMessage] = []
         self.private_chat: list[ChatMessage] = []
@@ -216,6 +217,13 @@ class LiveMeeting:
         if version > self.version or not self._deltas or self._deltas[0][0] > version + 1:
             return None
         return [d for v, d in self._deltas if v > version]
+
+    def presence(self, site_id: int) -> str:
+        """absent (not connected) | connected (no picture yet) | live (sending its picture)."""
+        site = self.sites.get(site_id)
+        if site is None or not site.connected:
+            return "absent"
+        return "live" if site.publishing else "connected"
 
     def roll_call(self) -> dict[str, int]:
         counts = {"present": 0, "late": 0, "left": 0, "absent": 0}

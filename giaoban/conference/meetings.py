@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from giaoban.conference.lifecycle import MeetingStatus, TransitionError, next_status
 from giaoban.conference.models import AgendaItem, Invitation, Meeting
+from giaoban.conference.order import site_order
 from giaoban.context import Tx
 from giaoban.db import utcnow
 from giaoban.errors import Conflict, DomainError, NotFound
@@ -307,8 +308,10 @@ def schedule_choices(session: Session, scope_paths: Sequence[str]) -> ScheduleCh
         select(Site.id, Site.name, Site.code, Unit.kind)
         .join(Unit, Unit.id == Site.unit_id)
         .where(in_scope, Unit.valid_to.is_(None), Site.status != SiteStatus.inactive.value)
-        .order_by(Unit.path, Site.code)
     ).all()
+    # The central site (the usual host) first, then by code: the meetings' order.
+    usual_host = next((i for i, _n, _c, kind in sites if kind == "central"), None)
+    sites = site_order(sites, code=lambda r: r[2], site_id=lambda r: r[0], host_site_id=usual_host)
     parents = select(Unit.parent_id).where(Unit.parent_id.is_not(None), Unit.valid_to.is_(None)).distinct()
     units = [
         Choice(i, n, c)

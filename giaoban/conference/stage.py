@@ -36,6 +36,7 @@ from typing import Any
 from giaoban.conference import layers, muting
 from giaoban.conference.hub import MediaFailure, StageEvent
 from giaoban.conference.live import LiveMeeting
+from giaoban.conference.order import wall_order
 from giaoban.media.client import JanusClientError, JanusPluginError, JanusSession, JsonDict
 from giaoban.media.service import MediaEvent, MediaService
 from giaoban.media.videoroom import RoomOptions, VideoRoom, VideoRoomPublisher, VideoRoomSubscriber
@@ -195,7 +196,7 @@ class JanusStage:
         self.audible: frozenset[int] = frozenset()
         self.holders: list[int] = []
         self.host_site_id = 0
-        self.order: list[int] = list(order or [])  # the sites in wall order
+        self.order: list[int] = list(order or [])  # the sites in the meeting's order (wall_sites)
         self.listener: Listener | None = None
         self.send: Send | None = None
         # Views are brought to the floor in the background (see ``enforce``), a few at a time.
@@ -908,8 +909,13 @@ class JanusStage:
             self._retry_later(view)
         return ok
 
+    def wall_sites(self) -> list[int]:
+        """The wall's order now: host, floor holders, sites sending a picture, then the others."""
+        live = [s for s in self.order if self._live(s, "video")]
+        return wall_order(self.order, host_site_id=self.host_site_id, speaking=self.holders, live=live)
+
     def _page_sites(self, page: int) -> list[int]:
-        return self.order[(page - 1) * WALL_PAGE : page * WALL_PAGE]
+        return self.wall_sites()[(page - 1) * WALL_PAGE : page * WALL_PAGE]
 
     def _wall_wants(self, wall: Wall) -> list[_Want]:
         sites = self._page_sites(wall.page)

@@ -23,6 +23,7 @@ from giaoban.conference.lifecycle import STATUS_LABELS_VI, MeetingStatus
 from giaoban.conference.live import LATE_AFTER_SECONDS
 from giaoban.conference.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.errors import DomainError, Forbidden, NotFound
+from giaoban.text import search_key
 from giaoban.web.api import meetings as meetings_api
 from giaoban.web.deps import Caller, Web, get_ctx
 from giaoban.web.i18n import N_, Translator
@@ -134,14 +135,18 @@ def meetings_page(request: Request, caller: SignedIn, status: str = "", page: st
     )
     with w.read() as session:
         names = svc.site_labels(
-            session, sorted({s for m in result.items for s in [*m.my_sites, m.host_site_id]})
+            session,
+            sorted({s for m in result.items for s in [*m.my_sites[:1], m.host_site_id]}),
         )
     rows = [
         {
             "m": m,
             "when": _when(_, m.starts_at, m.ends_at),
             "host": names.get(m.host_site_id, ""),
-            "sites": [(s, names.get(s, f"#{s}")) for s in m.my_sites],
+            # One site: its room straight away; several (a central operator): a count, the detail
+            # page lists them (a row never holds one button per site).
+            "site": (m.my_sites[0], names.get(m.my_sites[0], "")) if len(m.my_sites) == 1 else None,
+            "site_count": len(m.my_sites),
             "room_open": m.status in ROOM_OPEN,
         }
         for m in result.items
@@ -321,20 +326,58 @@ def _detail(request: Request, caller: Caller, meeting_id: int) -> tuple[MeetingD
     return detail, people
 
 
+# A site's presence in the live room (LiveMeeting.presence), as the meeting page shows it.
+PRESENCE_LABELS = {
+    "absent": N_("Chưa vào phòng"),
+    "connected": N_("Đã kết nối, chưa phát hình"),
+    "live": N_("Đang phát hình"),
+}
+FEW_SITES = 3  # up to this many sites of one's own: big buttons at the top; more: in the table
+
+
+def _presence(request: Request, meeting_id: int) -> dict[int, str] | None:
+    """Each site's presence, when the live room is loaded (nobody connected yet otherwise)."""
+    room = request.app.state.hub.rooms.get(meeting_id)
+    if room is None:
+        return None
+    live = room.live
+    return {sid: live.presence(sid) for sid in list(live.sites)}
+
+
 @router.get("/meetings/{meeting_id:int}")
 def meeting_page(request: Request, caller: SignedIn, meeting_id: int) -> Response:
     _ = translator(request)
     detail, people = _detail(request, caller, meeting_id)
     names = {s.site_id: s.name for s in detail.sites}
     done = request.query_params.get("done", "")
+    room_open = detail.status in ROOM_OPEN
+    presence = (_presence(request, meeting_id) if room_open else None) or {}
+    mine = set(detail.my_sites)
+    site_rows = [
+        {
+            "s": s,
+            "key": search_key(f"{s.code} {s.name} {s.unit_name}"),
+            "host": s.site_id == detail.host_site_id,
+            "mine": s.site_id in mine,
+            "presence": presence.get(s.site_id, "absent"),
+        }
+        for s in detail.sites
+    ]
     context = {
         "m": detail,
         "when": _when(_, detail.starts_at, detail.ends_at),
         "host": names.get(detail.host_site_id, ""),
+        "host_presence": presence.get(detail.host_site_id, "absent"),
+        "host_is_mine": detail.host_site_id in mine,
+        "connected": sum(1 for p in presence.values() if p != "absent"),
+        "presence_labels": {k: _(v) for k, v in PRESENCE_LABELS.items()},
+        "site_rows": site_rows,
+        "any_mine": len(mine) > FEW_SITES,  # a few of one's own: their buttons are at the top
         "chair": people.get(detail.chair_user_id or 0, ""),
         "secretary": people.get(detail.secretary_user_id or 0, ""),
         "my_sites": [(s, names.get(s, f"#{s}")) for s in detail.my_sites],
-        "room_open": detail.status in ROOM_OPEN,
+        "few_sites": len(mine) <= FEW_SITES,
+        "room_open": room_open,
         "actions": [
             (t, _(label), _(q) if q else "") for t, label, q in LIFECYCLE_ACTIONS.get(detail.status, [])
         ]
@@ -446,7 +489,8 @@ async def control_page(request: Request, caller: SignedIn, meeting_id: int) -> R
     detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
     if detail.status not in (*ROOM_OPEN, MeetingStatus.scheduled.value):
         raise _Redirect(f"/meetings/{meeting_id}")
-    config = _live_config(request, detail)
+    host = next((s.name for s in detail.sites if s.site_id == detail.host_site_id), "")
+    config = _live_config(request, detail, hostName=host)
     return render(
         request, "meeting_control.html", {"m": detail, "config": config}, caller=caller, show_nav=False
     )

@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from giaoban.conference.models import Meeting
 from giaoban.org.models import Site, Unit, User
+from giaoban.text import search_key
 from giaoban.web import i18n, pages
-from tests.conftest import Demo
+from tests.conftest import Demo, login
 from tests.web.test_pages import HTML, csrf_of, sign_in, text_of
 
 
@@ -220,3 +221,81 @@ def test_english_catalog_covers_the_meetings_pages() -> None:
     )
     assert not missing, f"untranslated: {missing}"
     assert pages.PAGE_HEADERS  # the pages module the meetings pages build on
+
+
+def _section(html: str, start: str, end: str) -> str:
+    return html[html.index(start) : html.index(end, html.index(start))]
+
+
+def test_operator_meeting_page_scales_to_71_sites(client: TestClient, demo: Demo) -> None:
+    """The whole tree invited: the main actions come first, the 71 sites in one compact, searchable
+    table (its rows keyed by giaoban.text.search_key), the list row holds a count, not 71 buttons."""
+    k = ids(demo)
+    mid = schedule(client, demo, site_ids=[], under=str(k["unit_TW"]))
+    csrf = csrf_of(client)  # still dieuhanh
+    client.post(f"/meetings/{mid}/status", data={"csrf": csrf, "status": "open"}, headers=HTML)
+    html = client.get(f"/meetings/{mid}", headers=HTML).text
+    assert "Điểm cầu Điểm cầu" not in text_of(html)
+    table = _section(html, 'id="sites-table"', "</table>")
+    before = html[: html.index('id="sites-table"')]
+    assert "Bắt đầu hội nghị" in before and "Mở phòng điều hành" in before
+    # Before the table: at most the host's room (the host step), never one button per site.
+    assert len(re.findall(r"/room\?site=", before)) <= 1
+    assert len(re.findall(r"/techcheck\?site=", before)) == 0
+    assert "Điểm cầu chính chưa vào phòng — hội nghị chưa có tín hiệu." in text_of(before)
+    rows = re.findall(r'<tr data-key="([^"]*)"', table)
+    assert len(rows) == 71
+    with demo.ctx.db.session() as s:
+        hue = s.execute(select(Site).where(Site.code == "46")).scalar_one()
+        unit = s.get(Unit, hue.unit_id)
+        assert unit is not None
+        assert search_key(f"46 {hue.name} {unit.name}") in rows
+    assert 'data-filter="sites-table"' in html
+    assert len(re.findall(r"/room\?site=", table)) == 71  # per-site actions in the rows
+    # The list: one row, a count instead of 71 buttons.
+    listing = client.get("/meetings", headers=HTML).text
+    row = _section(listing, f'href="/meetings/{mid}"', "</tr>")
+    assert "/room?site=" not in row and "Chọn trong 71 điểm cầu" in text_of(row)
+    assert "Điểm cầu Điểm cầu" not in text_of(listing)
+
+
+def test_the_host_is_an_explicit_step(client: TestClient, demo: Demo) -> None:
+    """Who the host is, whether it is in the room, and what to do — on the meeting page, the host's
+    own room (which waits for nobody) and another site's room."""
+    mid = schedule(client, demo)
+    k = ids(demo)
+    client.cookies.clear()
+    csrf = sign_in(client, "chutri")
+    client.post(f"/meetings/{mid}/status", data={"csrf": csrf, "status": "open"}, headers=HTML)
+    page = text_of(client.get(f"/meetings/{mid}", headers=HTML).text)
+    assert "Điểm cầu chính chưa vào phòng — hội nghị chưa có tín hiệu." in page
+    # The chair's desk runs the host's room: its button is in the host step.
+    assert f"/meetings/{mid}/room?site={k['site_TW']}" in client.get(f"/meetings/{mid}", headers=HTML).text
+
+    client.cookies.clear()
+    sign_in(client, "dc-tw")
+    host_room = client.get(f"/meetings/{mid}/room", headers=HTML).text
+    assert "Đây là điểm cầu chính — hình của điểm cầu này được phát tới mọi điểm cầu." in host_room
+    body = host_room[host_room.index("<main") :]
+    assert "chờ điểm cầu chính" not in body.lower() and 'id="host-state"' not in body
+
+    client.cookies.clear()
+    sign_in(client, "dc-01")
+    site_page = client.get(f"/meetings/{mid}", headers=HTML).text
+    assert "Vào phòng họp tại Điểm cầu Thành ủy Hà Nội" in text_of(site_page)
+    site_room = client.get(f"/meetings/{mid}/room", headers=HTML).text
+    assert 'id="host-state"' in site_room and "Đây là điểm cầu chính" not in site_room
+    strings = json.loads(re.search(r'id="gb-strings">(.*?)</script>', site_room, re.S).group(1))  # type: ignore[union-attr]
+    assert strings["hostAbsent"] == "Điểm cầu chính chưa vào phòng — hội nghị chưa có tín hiệu."
+
+    # The host's technician connects: the meeting page says so.
+    headers = login(client, "dc-tw")
+    with client.websocket_connect(f"/ws/meetings/{mid}", headers=headers) as ws:
+        hello = {"type": "hello", "id": 1, "protocol": 1, "as": "site", "site_id": k["site_TW"]}
+        ws.send_text(json.dumps(hello))
+        assert json.loads(ws.receive_text())["type"] == "welcome"
+        client.cookies.clear()
+        sign_in(client, "chutri")
+        page = text_of(client.get(f"/meetings/{mid}", headers=HTML).text)
+        assert "Điểm cầu chính đã kết nối nhưng chưa phát hình." in page
+        assert "1/4 điểm cầu" in page

@@ -30,7 +30,7 @@ import pytest
 
 from tests.conference.media_app import Served
 from tests.conftest import DEMO_PASSWORD, Demo
-from tests.e2e.helpers import ARTIFACTS, SITES
+from tests.e2e.helpers import ARTIFACTS, CONNECTED, SITES, ready_to_join
 from tests.e2e.helpers import briefing_meeting as _meeting
 
 pytestmark = pytest.mark.browser
@@ -404,9 +404,147 @@ def test_central_operator_schedules_a_briefing(media_browser: Any, live_server: 
         expect(page.get_by_text("Đã lên lịch hội nghị.")).to_be_visible()
         expect(page.get_by_role("heading", name="Hội nghị chuyên đề công tác cán bộ")).to_be_visible()
         expect(page.locator("main")).to_contain_text("14:00–16:30 12/03/2030")
-        expect(page.locator(".site-columns")).to_contain_text("Điểm cầu Thành ủy Hà Nội")
+        expect(page.locator("#sites-table")).to_contain_text("Điểm cầu Thành ủy Hà Nội")
         expect(page.get_by_role("button", name="Mở kiểm tra kỹ thuật")).to_be_visible()
         shot(page, "schedule-detail")
         assert not tabs.problems, tabs.problems
     finally:
         tabs.close()
+
+
+@pytest.mark.janus
+def test_briefing_by_hand_as_the_readme_says(media_browser: Any, served: Served, demo: Demo) -> None:
+    """README "Holding a briefing by hand", step by step, in the pages only: the operator schedules the
+    whole tree and starts; the sites and the console see that the host is missing and what to do; the
+    host's room waits for nobody; once it sends every site sees it; a site gets the floor. Screenshots
+    at 1366×768: the operator's meeting page (71 sites), a site's room and the console while the host is
+    missing, the host's room, the console's wall in the meeting."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    tabs = Tabs(media_browser, served.base)
+    title = "Giao ban trực tuyến toàn quốc"
+    try:
+        # 1. The operator schedules (the whole tree, host Trung ương, chair chutri) and starts it.
+        op = tabs.open("dieuhanh", "/meetings")
+        op.get_by_role("link", name="Lên lịch hội nghị").click()
+        op.get_by_label("Tên hội nghị").fill(title)
+        op.get_by_label("Mời mọi điểm cầu thuộc đơn vị").select_option(
+            label="Ban Tổ chức Trung ương (điểm cầu chính)"
+        )
+        expect(op.get_by_label("Điểm cầu chính", exact=True)).to_have_value(str(demo_site(demo, "TW")))
+        op.get_by_label("Chủ trì").select_option(label="Đồng chí Chủ trì")
+        op.get_by_role("button", name="Lên lịch hội nghị").click()
+        expect(op.get_by_text("Đã lên lịch hội nghị.")).to_be_visible()
+        op.get_by_role("button", name="Mở kiểm tra kỹ thuật").click()
+        op.get_by_role("button", name="Bắt đầu hội nghị").click()
+        expect(op.get_by_text("Hội nghị đã bắt đầu.")).to_be_visible()
+        meeting_url = urlparse(op.url).path
+        expect(op.locator("#host-step")).to_contain_text("Điểm cầu chính chưa vào phòng")
+        # "Bắt đầu hội nghị" and the console are on the first screen; the sites in a table below.
+        assert op.get_by_role("link", name="Mở phòng điều hành").bounding_box()["y"] < 768
+        expect(op.locator("#sites-table tbody tr")).to_have_count(71)
+        op.get_by_label("Tìm điểm cầu").fill("hue")
+        expect(op.locator("#sites-table tbody tr:visible")).to_have_count(1)
+        expect(op.locator("#sites-table tbody tr:visible")).to_contain_text("Thừa Thiên Huế")
+        op.locator("#sites").scroll_into_view_if_needed()
+        op.screenshot(path=str(ARTIFACTS / "by-hand-operator-filtered.png"))
+        op.get_by_label("Tìm điểm cầu").fill("")
+        shot(op, "by-hand-operator-meeting")
+        op.screenshot(path=str(ARTIFACTS / "by-hand-operator-meeting-full.png"), full_page=True)
+        listing = tabs.open("dieuhanh", "/meetings")
+        expect(listing.get_by_role("link", name="Chọn trong 71 điểm cầu")).to_be_visible()
+        shot(listing, "by-hand-meetings-list")
+        # The control room says so too.
+        listing.goto(f"{meeting_url}/control")
+        expect(listing.locator("#host-state")).to_contain_text("Điểm cầu chính chưa vào phòng")
+        shot(listing, "by-hand-control-no-host")
+
+        # 3. The chair opens the console: the host is missing, and it says who must do what.
+        chair = tabs.open("chutri", meeting_url)
+        chair.get_by_role("link", name="Mở phòng điều hành").click()
+        expect(chair.locator("#conn")).to_have_text(CONNECTED)
+        expect(chair.locator("#host-state")).to_contain_text("Điểm cầu chính chưa vào phòng")
+        expect(chair.locator("#host-state")).to_contain_text("không gửi hình")
+        shot(chair, "by-hand-console-no-host")
+
+        # 4 (before 2). Hà Nội comes early: its room says the host is missing, and it may join.
+        hanoi = tabs.open("dc-01", meeting_url)
+        hanoi.get_by_role("link", name="Vào phòng họp tại Điểm cầu Thành ủy Hà Nội").click()
+        join = ready_to_join(hanoi)
+        expect(hanoi.locator("#host-state")).to_contain_text("Điểm cầu chính chưa vào phòng")
+        expect(hanoi.locator("#path-state")).to_have_text(
+            "Đường truyền hình: chờ điểm cầu chính vào phòng và phát hình."
+        )
+        shot(hanoi, "by-hand-site-no-host")
+        join.click()
+
+        # 2. The host joins: its room knows it is the host and waits for nobody.
+        host = tabs.open("dc-tw", meeting_url)
+        host.get_by_role("link", name="Vào phòng họp tại Điểm cầu Ban Tổ chức Trung ương").click()
+        host_join = ready_to_join(host)
+        expect(host.locator("#host-self")).to_contain_text("Đây là điểm cầu chính")
+        expect(host.locator("main")).not_to_contain_text("chờ điểm cầu chính")
+        shot(host, "by-hand-host-room")
+        expect(chair.locator("#host-state")).to_contain_text("đã kết nối nhưng chưa phát hình")
+        host_join.click()
+        expect(chair.locator("#host-state")).to_be_hidden()
+        expect(hanoi.locator("#host-state")).to_be_hidden()
+        expect(hanoi.locator("#host-wait")).to_be_hidden()
+        expect(host.locator("#host-wait")).to_be_hidden()
+
+        # 4. Huế joins after the host: the media path is ready before the click.
+        hue = tabs.open("dc-46", meeting_url)
+        hue.get_by_role("link", name="Vào phòng họp tại Điểm cầu Tỉnh ủy Thừa Thiên Huế").click()
+        hue_join = ready_to_join(hue)
+        expect(hue.locator("#host-state")).to_be_hidden()
+        expect(hue.locator("#path-state")).to_have_attribute("data-ready", "yes")
+        hue_join.click()
+
+        # 5. Huế asks for the floor, the chair grants it.
+        hue.get_by_role("button", name="Xin phát biểu").click()
+        chair.locator("#queue").get_by_role("button", name="Mời phát biểu").click()
+        expect(chair.locator("#holders")).to_contain_text("Điểm cầu Tỉnh ủy Thừa Thiên Huế")
+        expect(hue.locator("#floor-state")).to_contain_text("Điểm cầu của bạn đang phát biểu")
+        # The wall: host, speaker, the other site sending, then the rest in code order.
+        codes = {sid: code for code, sid in demo_sites(demo).items()}
+        expected = ["TW", "46", "01", "02", "04"]
+        wait_for(
+            lambda: (
+                [
+                    codes[int(x)]
+                    for x in chair.eval_on_selector_all(
+                        "#wall > li", "(els) => els.map((e) => e.dataset.site)"
+                    )[:5]
+                ]
+                == expected
+            ),
+            "the wall's order",
+        )
+        wait_for(
+            lambda: chair.evaluate(
+                "() => [...document.querySelectorAll('#wall > li')].slice(0, 3)"
+                ".every((li) => li.querySelector('video') && !li.querySelector('video').hidden)"
+            ),
+            "pictures on the wall's first tiles",
+        )
+        shot(chair, "by-hand-console")
+        op.reload()
+        expect(op.locator("#host-step")).to_have_count(0)
+        expect(op.locator("#host-presence")).to_have_text("Đang phát hình")
+        assert not tabs.problems, tabs.problems
+    finally:
+        tabs.close()
+
+
+def demo_sites(demo: Demo) -> dict[str, int]:
+    from sqlalchemy import select
+
+    from giaoban.org.models import Site
+
+    with demo.ctx.db.session() as s:
+        return {code: sid for sid, code in s.execute(select(Site.id, Site.code)).all()}
+
+
+def demo_site(demo: Demo, code: str) -> int:
+    return demo_sites(demo)[code]

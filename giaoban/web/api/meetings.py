@@ -25,6 +25,7 @@ from giaoban.conference.access import (
 )
 from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.conference.models import Invitation, Meeting
+from giaoban.conference.order import site_order
 from giaoban.conference.schemas import (
     AgendaOut,
     InvitedSite,
@@ -78,10 +79,13 @@ def _detail(session: Session, m: Meeting, access: MeetingAccess) -> MeetingDetai
         .join(Invitation, Invitation.site_id == Site.id)
         .join(Unit, Unit.id == Site.unit_id)
         .where(Invitation.meeting_id == m.id)
-        .order_by(Unit.code)
     ).all()
+    rows = site_order(rows, code=lambda r: r[1], site_id=lambda r: r[0], host_site_id=m.host_site_id)
+    out = _out(m, access)
+    rank = {r[0]: i for i, r in enumerate(rows)}
+    out.my_sites = sorted(out.my_sites, key=lambda s: rank.get(s, len(rank)))
     return MeetingDetail(
-        **_out(m, access).model_dump(),
+        **out.model_dump(),
         description=m.description,
         agenda=[
             AgendaOut(position=a.position, title=a.title, presenter=a.presenter, minutes=a.minutes)

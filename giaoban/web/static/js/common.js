@@ -107,3 +107,37 @@ document.addEventListener("click", (event) => {
   input.focus();
   input.select();
 });
+
+/** The same key as giaoban.text.search_key: "Hà Nội", "ha noi" and "HA NOI" agree. */
+export function searchKey(value) {
+  return value
+    .normalize("NFD")
+    .replace(/\p{M}/gu, "")
+    .replace(/đ/g, "d")
+    .replace(/Đ/g, "D")
+    .toLowerCase()
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+// <input data-filter="table-id" data-filter-count="span-id">: show only the rows whose data-key
+// (giaoban.text.search_key of the row, written by the server) holds every typed word.
+function filterRows(input) {
+  const table = document.getElementById(input.dataset.filter);
+  if (!table) return;
+  const words = searchKey(input.value).split(" ").filter(Boolean);
+  const rows = [...table.querySelectorAll("tbody tr[data-key]")];
+  let shown = 0;
+  for (const row of rows) {
+    const match = words.every((w) => row.dataset.key.includes(w));
+    row.hidden = !match;
+    if (match) shown += 1;
+  }
+  const count = document.getElementById(input.dataset.filterCount ?? "");
+  if (count) count.textContent = words.length ? format(count.dataset.template, { n: shown, total: rows.length }) : "";
+  const none = document.getElementById(`${table.id.replace(/-table$/, "")}-none`);
+  if (none) none.hidden = shown > 0;
+}
+document.addEventListener("input", (event) => {
+  if (event.target?.dataset?.filter) filterRows(event.target);
+});

@@ -3,6 +3,7 @@
 
 import { el, format, readJson } from "./common.js";
 import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm, statusText } from "./live.js";
+import { showHostPresence } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -62,6 +63,7 @@ const socket = new LiveSocket({
   },
   onState(state, changes) {
     render(state);
+    showHostPresence($("host-state"), state, config.hostSiteId, S, config.hostName);
     if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
     if (!wall && !wallBusy && state.order.some((id) => state.site(id)?.publishing)) openWall(wallPage);
     if (view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
@@ -227,9 +229,22 @@ function badge(text, kind) {
   return el("span", { class: `badge badge-${kind}` }, text);
 }
 
+/** The wall's order, as the server pages it (giaoban.conference.order.wall_order): the host, the
+ * floor holders, the sites sending a picture, then the others, each group in the meeting's order. */
+function wallOrder(state) {
+  const holders = new Set(state.floor.holders.map((h) => h.site_id));
+  const rank = (id) => (id === config.hostSiteId ? 0 : holders.has(id) ? 1 : state.site(id)?.publishing ? 2 : 3);
+  return state.order
+    .map((id, i) => [rank(id), i, id])
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .map((x) => x[2]);
+}
+
 function renderWall(state) {
   const perPage = 24;
-  const ids = state.order.slice((wallPage - 1) * perPage, wallPage * perPage);
+  // The server's page when we have it (its tiles name their sites), else the same rule here.
+  const served = wallInfo && wallInfo.page === wallPage ? wallInfo.tiles.map((t) => t.site_id).filter((id) => id !== null) : null;
+  const ids = served ?? wallOrder(state).slice((wallPage - 1) * perPage, wallPage * perPage);
   $("wall-page").textContent = format(S.page, { page: wallPage, pages: pages() });
   $("wall-prev").disabled = wallPage <= 1;
   $("wall-next").disabled = wallPage >= pages();

@@ -4,6 +4,7 @@
 // as inline SVG charts in a dialog.
 
 import { api, el, format, readJson } from "./common.js";
+import { showHostPresence } from "./live.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -192,6 +193,8 @@ function render() {
   else $("list-body").replaceChildren(...sites.map(row));
   renderAlerts();
   if (state.history !== null) refreshHistory();
+  const bySite = { site: (id) => data.sites.find((x) => x.site_id === id) ?? null };
+  showHostPresence($("host-state"), bySite, config.hostSiteId, S, config.hostName);
 }
 
 // --- alerts -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // with backoff; and the WebRTC side of media.publish / media.subscribe / media.wall (the browser
 // never talks to Janus: SDP and ICE candidates go through our server).
 
-import { format } from "./common.js";
+import { el, format } from "./common.js";
 
 const PROTOCOL = 1;
 const PING_EVERY_MS = 5_000;
@@ -556,4 +556,26 @@ export function statusText(S, status, detail) {
     refused: format(S.refused, { code: detail }),
     ended: S.meetingEnded,
   }[status];
+}
+
+/** Where the host site is (LiveMeeting.presence): "absent" (not in the room), "connected" (in the
+ * room, no picture yet) or "live" (sending its picture to every site). */
+export function hostPresence(state, hostSiteId) {
+  const host = state.site(hostSiteId);
+  if (!host?.connected) return "absent";
+  return host.publishing ? "live" : "connected";
+}
+
+/** Show in ``box`` what is missing while the host does not send — the headline (the page's string
+ * hostAbsent or hostConnected) and what to do (hostAbsentHelp / hostConnectedHelp, with %(name)s,
+ * the host's name); hidden once it sends. Returns the presence. */
+export function showHostPresence(box, state, hostSiteId, S, name) {
+  const presence = hostPresence(state, hostSiteId);
+  box.hidden = presence === "live";
+  if (box.dataset.presence !== presence) {
+    box.dataset.presence = presence;
+    const key = presence === "absent" ? "hostAbsent" : "hostConnected";
+    if (presence !== "live") box.replaceChildren(el("strong", {}, S[key]), " ", format(S[`${key}Help`], { name }));
+  }
+  return presence;
 }

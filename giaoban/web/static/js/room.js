@@ -14,6 +14,7 @@ import {
   keepAlive,
   publish,
   restartPublisher,
+  showHostPresence,
 } from "./live.js";
 
 const config = readJson("gb-config");
@@ -31,6 +32,7 @@ const selfLevel = $("self-level");
 const joinButton = $("join");
 const setupStatus = $("setup-status");
 const pathState = $("path-state");
+const hostState = $("host-state"); // the host's presence, at every site but the host itself
 const hostVideo = $("host-video");
 const hostWait = $("host-wait");
 const speakersBox = $("speakers");
@@ -88,6 +90,7 @@ const socket = new LiveSocket({
   },
   onState(state, changes) {
     render(state);
+    if (hostState) showHostPresence(hostState, state, config.hostSiteId, S, config.hostName);
     const live = state.site(config.siteId)?.publishing;
     if (live && view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
     // Before the click as well: the view is pre-warmed (media.subscribe with active: false).
@@ -296,7 +299,11 @@ function watchPath(sub) {
 
 function dropMedia() {
   epoch += 1;
-  pathState.textContent = socket.state?.site(config.hostSiteId)?.publishing ? S.pathConnecting : S.pathWaitHost;
+  pathState.textContent = config.isHost
+    ? S.pathHost
+    : socket.state?.site(config.hostSiteId)?.publishing
+      ? S.pathConnecting
+      : S.pathWaitHost;
   pathState.dataset.ready = "no";
   pubAlive?.stop();
   pubAlive = null;
