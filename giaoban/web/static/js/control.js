@@ -94,12 +94,12 @@ function ordered(sites) {
 }
 
 /** "Điểm cầu Tỉnh ủy Đồng Tháp" → "Đồng Tháp", "Cơ quan thường trực Ban Tổ chức Trung ương tại Đà Nẵng" →
- * "Cơ quan thường trực tại Đà Nẵng": what tells the tiles apart (the full name is in the tooltip). */
+ * "CQTT tại Đà Nẵng" (cơ quan thường trực): what tells the tiles apart (the full name is in the tooltip). */
 function shortName(name) {
   return name
     .replace(/^Điểm cầu\s+/iu, "")
     .replace(/^(Tỉnh ủy|Thành ủy|Đảng ủy)\s+/iu, "")
-    .replace(/^(Cơ quan thường trực)\s.*?\s(tại\s.+)$/iu, "$1 $2") // "… tại Đà Nẵng" tells them apart
+    .replace(/^Cơ quan thường trực\s.*?\s(tại\s.+)$/iu, "CQTT $1") // "… tại Đà Nẵng" tells them apart
     .replace(/\bTrung ương\b/gu, "TW");
 }
 
