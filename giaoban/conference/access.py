@@ -41,6 +41,9 @@ class MeetingAccess:
     manage: bool = False
     owner_path: str = ""
     sites_as_site: set[int] = field(default_factory=set)
+    # The unit the person works for, as chat shows it beside their full name: the unit of their
+    # console grant over the meeting (the deepest one), or "" for site technicians.
+    person_unit: str = ""
 
     @property
     def visible(self) -> bool:
@@ -56,6 +59,14 @@ def meeting_access(ctx: AppContext, principal: Principal, meeting_id: int) -> Me
         owner_path = session.execute(select(Unit.path).where(Unit.id == meeting.owner_unit_id)).scalar_one()
         access = MeetingAccess(meeting.id, meeting.status, meeting.host_site_id, owner_path=owner_path)
         access.console = holds(principal, CONSOLE_ROLES, owner_path)
+        covering = [
+            g for g in principal.grants if g.role in CONSOLE_ROLES and owner_path.startswith(g.unit_path)
+        ]
+        if covering:
+            deepest = max(covering, key=lambda g: len(g.unit_path))
+            access.person_unit = (
+                session.execute(select(Unit.name).where(Unit.id == deepest.unit_id)).scalar() or ""
+            )
         access.manage = holds(principal, MANAGE_ROLES, owner_path)
         # The meeting's own chair, or a central operator running the queue for them.
         access.chair = holds(principal, MANAGE_ROLES, owner_path) or (

@@ -11,6 +11,8 @@ Rules:
 - The chair grants the floor to the head of the queue or to any site by name ("mời phát biểu"),
   with an optional time limit; at most ``max_holders`` sites hold it at once (1 by default, up to
   4 for discussions).
+- The chair may decline a request ("từ chối"): the site leaves the queue and is marked declined
+  (with when) until it asks again or is given the floor, so its room can say so; nobody else moves.
 - A turn ends when the chair revokes it, its time runs out (``expire``), or the holder leaves.
   A holder whose connection drops keeps the floor for ``drop_grace`` seconds; a queued site that
   drops keeps its place for the same grace.
@@ -65,7 +67,7 @@ class Turn:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # queued, cancelled, granted, ended, extended, suspended, resumed
+    kind: str  # queued, cancelled, declined, granted, ended, extended, suspended, resumed
     site_id: int
     reason: str = ""
 
@@ -78,6 +80,8 @@ class FloorState:
     queue: tuple[Request, ...] = ()
     holders: tuple[Turn, ...] = ()
     next_seq: int = 1
+    # Sites whose last request the chair declined, and when: (site_id, declined_at), oldest first.
+    declined: tuple[tuple[int, float], ...] = ()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -100,6 +104,9 @@ class FloorState:
                 return i + 1
         return None
 
+    def declined_at(self, site_id: int) -> float | None:
+        return next((at for sid, at in self.declined if sid == site_id), None)
+
     def turn(self, site_id: int) -> Turn | None:
         return next((t for t in self.holders if t.site_id == site_id), None)
 
@@ -119,6 +126,11 @@ class FloorState:
 
     def _with_queue(self, queue: list[Request]) -> FloorState:
         return replace(self, queue=tuple(sorted(queue, key=self._priority)))
+
+    def _undecline(self, site_id: int) -> FloorState:
+        if self.declined_at(site_id) is None:
+            return self
+        return replace(self, declined=tuple(d for d in self.declined if d[0] != site_id))
 
     # -- operations ------------------------------------------------------------------------
 
@@ -147,7 +159,7 @@ class FloorState:
         if self.position(site_id) is not None:
             raise FloorError("already_queued", "Điểm cầu đã đăng ký phát biểu.")
         req = Request(site_id=site_id, kind=kind, seq=self.next_seq, requested_at=now)
-        state = replace(self._with_queue([*self.queue, req]), next_seq=self.next_seq + 1)
+        state = replace(self._undecline(site_id)._with_queue([*self.queue, req]), next_seq=self.next_seq + 1)
         return state, [Event("queued", site_id, kind.value)]
 
     def cancel(self, site_id: int) -> tuple[FloorState, list[Event]]:
@@ -155,6 +167,16 @@ class FloorState:
             raise FloorError("not_queued", "Điểm cầu không có trong danh sách đăng ký phát biểu.")
         queue = [r for r in self.queue if r.site_id != site_id]
         return self._with_queue(queue), [Event("cancelled", site_id)]
+
+    def decline(self, site_id: int, now: float) -> tuple[FloorState, list[Event]]:
+        """The chair declines a queued request ("từ chối"): out of the queue, marked declined."""
+        if self.position(site_id) is None:
+            raise FloorError("not_queued", "Điểm cầu không có trong danh sách đăng ký phát biểu.")
+        queue = [r for r in self.queue if r.site_id != site_id]
+        state = replace(
+            self._with_queue(queue), declined=(*self._undecline(site_id).declined, (site_id, now))
+        )
+        return state, [Event("declined", site_id)]
 
     def grant(
         self, site_id: int | None, now: float, limit_seconds: float | None = None
@@ -178,7 +200,7 @@ class FloorState:
             raise FloorError("site_disconnected", "Điểm cầu đang mất kết nối.")
         queue = [r for r in self.queue if r.site_id != site_id]
         turn = Turn(site_id, now, now + limit_seconds if limit_seconds is not None else None)
-        state = replace(self._with_queue(queue), holders=(*self.holders, turn))
+        state = replace(self._undecline(site_id)._with_queue(queue), holders=(*self.holders, turn))
         return state, [Event("granted", site_id)]
 
     def revoke(self, site_id: int, reason: EndReason = EndReason.revoked) -> tuple[FloorState, list[Event]]:

@@ -622,6 +622,9 @@ class Hub:
             case p.FloorRevoke():
                 self._need(access.chair)
                 await self._apply(room, Record("floor.revoke", now, None, user, {"site_id": msg.site_id}))
+            case p.FloorDecline():
+                self._need(access.chair)
+                await self._apply(room, Record("floor.decline", now, None, user, {"site_id": msg.site_id}))
             case p.FloorExtend():
                 self._need(access.chair)
                 await self._apply(
@@ -649,7 +652,16 @@ class Hub:
                 await self._apply(
                     room,
                     Record(
-                        "chat", now, peer.site_id if as_site else None, user, {"to": msg.to, "text": msg.text}
+                        "chat",
+                        now,
+                        peer.site_id if as_site else None,
+                        user,
+                        {
+                            "to": msg.to,
+                            "text": msg.text,
+                            "name": peer.principal.full_name or user,
+                            "unit": access.person_unit,
+                        },
                     ),
                 )
             case p.MediaPublish() | p.MediaUnpublish():

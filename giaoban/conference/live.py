@@ -106,11 +106,16 @@ class ChatMessage:
     from_site: int | None
     to: str | int  # "all", "control" or a site id
     text: str
+    # Who wrote it as people know them: full name and unit (older records have only ``user``).
+    name: str = ""
+    unit: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "at": iso(self.at),
             "user": self.user,
+            "name": self.name or self.user,
+            "unit": self.unit,
             "from_site": self.from_site,
             "to": self.to,
             "text": self.text,
@@ -194,10 +199,13 @@ class LiveMeeting:
                     "site_id": r.site_id,
                     "kind": r.kind.value,
                     "position": i + 1,
+                    "requested_at": iso(r.requested_at),
                     "dropped": r.dropped_at is not None,
                 }
                 for i, r in enumerate(f.queue)
             ],
+            # Requests the chair declined (until the site asks again): its room says so.
+            "declined": [{"site_id": sid, "at": iso(at)} for sid, at in f.declined],
             "audible": sorted(f.audible()),
         }
 
@@ -326,6 +334,10 @@ class LiveMeeting:
         floor, _ = self.floor.cancel(r.site_id)
         return self._floor_delta(r, floor)
 
+    def _on_floor_decline(self, r: Record) -> Applied:
+        floor, _ = self.floor.decline(int(r.data["site_id"]), r.at)
+        return self._floor_delta(r, floor)
+
     def _on_floor_grant(self, r: Record) -> Applied:
         target = r.data.get("site_id")
         if target is not None:
@@ -353,7 +365,15 @@ class LiveMeeting:
 
     def _on_chat(self, r: Record) -> Applied:
         to = r.data.get("to", "all")
-        msg = ChatMessage(r.at, r.user, r.site_id, to, str(r.data["text"]))
+        msg = ChatMessage(
+            r.at,
+            r.user,
+            r.site_id,
+            to,
+            str(r.data["text"]),
+            name=str(r.data.get("name") or ""),
+            unit=str(r.data.get("unit") or ""),
+        )
         if to == "all":
             self.chat.append(msg)
             return Applied(delta=self._delta([{"path": "chat.append", "value": msg.to_json()}]))

@@ -73,6 +73,13 @@ class FloorRevoke(_Msg):
     site_id: int = Field(ge=1, le=2**31 - 1)
 
 
+class FloorDecline(_Msg):
+    """The chair declines a site's request for the floor ("từ chối"); the site is told."""
+
+    type: Literal["floor.decline"]
+    site_id: int = Field(ge=1, le=2**31 - 1)
+
+
 class FloorExtend(_Msg):
     type: Literal["floor.extend"]
     site_id: int = Field(ge=1, le=2**31 - 1)
@@ -175,6 +182,7 @@ ClientMessage = Annotated[
     | FloorCancel
     | FloorGrant
     | FloorRevoke
+    | FloorDecline
     | FloorExtend
     | FloorConfig
     | CheckIn
@@ -199,6 +207,7 @@ KNOWN_TYPES = frozenset(
         FloorCancel,
         FloorGrant,
         FloorRevoke,
+        FloorDecline,
         FloorExtend,
         FloorConfig,
         CheckIn,

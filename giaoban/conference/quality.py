@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 PERIOD = 2.0  # seconds between samples
 HISTORY_SECONDS = 30 * 60
 HISTORY_POINTS = int(HISTORY_SECONDS / PERIOD) + 1
-LEVELS = ("green", "amber", "red")
+# "waiting": not joined yet before the meeting is live ("Chưa vào") — not a problem (yet).
+LEVELS = ("green", "amber", "red", "waiting")
 OPEN_STATUSES = ("open", "live")
 
 
@@ -278,6 +279,9 @@ class SiteFacts:
     publishing: bool  # Janus reported the site's PeerConnection up (live state)
     ever_published: bool  # has published in this meeting (seen by the monitor)
     figures: Figures
+    # The meeting is live, so every invited site is expected in it: one that never came is a
+    # problem (red "absent"); before that it is only "waiting" ("Chưa vào").
+    expected: bool = True
 
 
 def _worst(*values: float | None) -> float | None:
@@ -286,11 +290,14 @@ def _worst(*values: float | None) -> float | None:
 
 
 def assess(f: SiteFacts, th: Thresholds = DEFAULT_THRESHOLDS) -> tuple[str, list[str]]:
-    """``(level, reasons)``: red / amber / green and why, worst first."""
+    """``(level, reasons)``: red / amber / green (or waiting, before the meeting is live) and why,
+    worst first."""
     red: list[str] = []
     amber: list[str] = []
     g = f.figures
     if not f.connected:
+        if not f.ever_connected and not f.expected:
+            return "waiting", ["absent"]
         red.append("dropped" if f.ever_connected else "absent")
         return "red", red
     if g.ice == "failed":
@@ -459,6 +466,13 @@ def _handles_by_site(
     return pubs, views
 
 
+def _unsampled_level(live: LiveMeeting, site_id: int) -> str:
+    site = live.sites[site_id]
+    if site.connected:
+        return "green"
+    return "red" if site.timeline or live.status == "live" else "waiting"
+
+
 def _techcheck(live: LiveMeeting, site_id: int) -> Any:
     site = live.sites[site_id]
     value = getattr(site, "techcheck", None)
@@ -576,6 +590,7 @@ class QualityMonitor:
                 publishing=site.publishing,
                 ever_published=sq.ever_published,
                 figures=figures,
+                expected=live.status == "live",
             )
             sq.level, sq.reasons = assess(facts, th)
             sq.history.append(
@@ -652,7 +667,7 @@ class QualityMonitor:
             "unit_name": site.unit_name,
             "code": site.code,
             "host": site_id == live.host_site_id,
-            "level": sq.level if sq else ("green" if site.connected else "red"),
+            "level": sq.level if sq else _unsampled_level(live, site_id),
             "reasons": list(sq.reasons) if sq else [],
             "connected": site.connected,
             "attendance": site.attendance(),

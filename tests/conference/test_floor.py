@@ -90,6 +90,29 @@ def test_errors_leave_state_unchanged() -> None:
     assert s.queued_ids() == [5] and s.holder_ids() == []
 
 
+def test_chair_declines_a_request_and_the_site_may_ask_again() -> None:
+    s = FloorState(host_site_id=HOST)
+    s, _ = s.request(5, now=0)
+    s, _ = s.request(6, now=1)
+    s, _ = s.request(7, now=2)
+    s, _ = s.grant(6, now=3)
+    s, events = s.decline(5, now=4)
+    assert [(e.kind, e.site_id) for e in events] == [("declined", 5)]
+    assert s.queued_ids() == [7] and s.holder_ids() == [6] and s.audible() == {HOST, 6}
+    assert s.declined_at(5) == 4 and s.declined_at(7) is None
+    with pytest.raises(FloorError) as err:
+        s.decline(5, now=5)  # no longer queued
+    assert err.value.code == "not_queued"
+    with pytest.raises(FloorError):
+        s.decline(6, now=5)  # holding, not queued: ending a turn is revoke
+    s, _ = s.request(5, now=6)
+    assert s.declined_at(5) is None and s.queued_ids() == [7, 5]  # back at the end of the line
+    s, _ = s.decline(7, now=7)
+    s, _ = s.revoke(6)
+    s, _ = s.grant(7, now=8)  # invited after all: no longer "declined"
+    assert s.declined_at(7) is None and s.holder_ids() == [7]
+
+
 def test_max_holders_bounds() -> None:
     with pytest.raises(FloorError):
         FloorState().configure(max_holders=5)
@@ -144,6 +167,20 @@ class FloorMachine(RuleBasedStateMachine):
         self._try(self.state.cancel, site)
         assert site not in self.state.queued_ids()
 
+    @rule(site=SITES)
+    def decline(self, site: int) -> None:
+        before = self.state
+        events = self._try(self.state.decline, site, self.now)
+        assert site not in self.state.queued_ids()
+        if events is None:
+            assert site not in before.queued_ids()
+            return
+        assert [(e.kind, e.site_id) for e in events] == [("declined", site)]
+        assert self.state.declined_at(site) == self.now
+        # Nobody else moves: holders, who is heard and the others' order stay as they were.
+        assert self.state.holders == before.holders and self.state.audible() == before.audible()
+        assert self.state.queued_ids() == [s for s in before.queued_ids() if s != site]
+
     @rule(site=st.one_of(st.none(), SITES), limit=st.one_of(st.none(), st.floats(min_value=1, max_value=60)))
     def grant(self, site: int | None, limit: float | None) -> None:
         head = next((r.site_id for r in self.state.queue if r.dropped_at is None), None)
@@ -188,6 +225,13 @@ class FloorMachine(RuleBasedStateMachine):
         assert keys == sorted(keys)
         if HOST in self.state.queued_ids():
             assert self.state.queued_ids()[0] == HOST
+
+    @invariant()
+    def declined_sites_wait_for_nothing(self) -> None:
+        """A declined site is neither queued nor holding, and is listed once."""
+        declined = [sid for sid, _ in self.state.declined]
+        assert len(set(declined)) == len(declined)
+        assert not set(declined) & (set(self.state.queued_ids()) | set(self.state.holder_ids()))
 
     @invariant()
     def audible_is_host_plus_holders(self) -> None:

@@ -7,6 +7,7 @@ and browsers are in test_quality_api.py, test_quality_janus.py and tests/e2e/tes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,16 @@ def facts(
     }
     base.update(figures)
     return SiteFacts(connected, ever_connected, publishing, publishing or ever_published, Figures(**base))
+
+
+def test_a_site_not_joined_yet_is_a_problem_only_once_the_meeting_is_live() -> None:
+    """Before the start ("open") a site that has not come is "Chưa vào", not "Có sự cố"."""
+    waiting = dataclasses.replace(facts(connected=False, ever_connected=False), expected=False)
+    assert assess(waiting) == ("waiting", ["absent"])
+    assert assess(dataclasses.replace(waiting, expected=True)) == ("red", ["absent"])
+    # A site that came and dropped is a problem whether the meeting is live or not.
+    dropped = dataclasses.replace(facts(connected=False), expected=False)
+    assert assess(dropped) == ("red", ["dropped"])
 
 
 def test_a_healthy_site_is_green() -> None:
@@ -407,7 +418,14 @@ def test_monitor_colours_sites_and_raises_and_clears_a_drop_alert() -> None:
         assert s7["level"] == "green" and s7["in_kbps"] == 512.0 and s7["rtt_ms"] == 31 and s7["tabs"] == 1
         assert s7["video"] and s7["audio"] and s7["techcheck"] is None
         assert s8["level"] == "red" and s8["reasons"] == ["absent"]
-        assert view["counts"] == {"green": 1, "amber": 0, "red": 1, "connected": 1, "invited": 2}
+        assert view["counts"] == {
+            "green": 1,
+            "amber": 0,
+            "red": 1,
+            "waiting": 0,
+            "connected": 1,
+            "invited": 2,
+        }
         # Heavy loss: red at once, the alert after three samples in a row.
         for i in range(3):
             now[0] += 2
@@ -459,7 +477,9 @@ def test_monitor_forgets_rooms_that_are_gone() -> None:
 
     async def scenario() -> None:
         await monitor.tick()
-        assert 1 in monitor.meetings and monitor.summary() == {1: {"green": 0, "amber": 0, "red": 2}}
+        assert 1 in monitor.meetings and monitor.summary() == {
+            1: {"green": 0, "amber": 0, "red": 2, "waiting": 0}
+        }
         hub.rooms.clear()
         await monitor.tick()
         assert monitor.meetings == {}

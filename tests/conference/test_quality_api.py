@@ -58,7 +58,9 @@ def test_only_the_meetings_control_room_reads_it(client: TestClient, meeting: di
     body = r.json()
     assert body["sites"][0]["site_id"] == meeting["site_TW"]  # the host first
     assert body["counts"]["invited"] == 4 and body["counts"]["connected"] == 0
-    assert {s["level"] for s in body["sites"]} == {"red"} and body["sites"][1]["reasons"] == ["absent"]
+    # Open, not live yet: nobody has come, and that is not a problem yet ("Chưa vào").
+    assert {s["level"] for s in body["sites"]} == {"waiting"} and body["sites"][1]["reasons"] == ["absent"]
+    assert body["counts"]["waiting"] == 4 and body["counts"]["red"] == 0
     assert body["sites"][1]["techcheck"] is None and body["alerts"] == []
     # A site of the meeting sees the meeting, not its control room: 403; anyone else: 404.
     r = client.get(url, headers=login(client, "dc-01"))
@@ -161,7 +163,8 @@ def test_metrics_are_for_loopback_or_the_token_and_name_no_unit(
     assert "giaoban_live_meetings 1.0" in text
     assert f'giaoban_meeting_sites_invited{{meeting_id="{mid}"}} 4.0' in text
     assert f'giaoban_meeting_sites_connected{{meeting_id="{mid}"}} 0.0' in text
-    assert f'giaoban_meeting_sites_level{{level="red",meeting_id="{mid}"}} 4.0' in text
+    assert f'giaoban_meeting_sites_level{{level="waiting",meeting_id="{mid}"}} 4.0' in text  # open, none came
+    assert f'giaoban_meeting_sites_level{{level="red",meeting_id="{mid}"}} 0.0' in text
     assert "giaoban_media_configured 0.0" in text and "giaoban_quality_samples_total" in text
     for name in ("Hà Nội", "Ha Noi", "Điểm cầu", "Giao ban"):
         assert name not in text

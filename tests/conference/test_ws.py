@@ -372,3 +372,45 @@ def test_ending_the_meeting_closes_its_tabs(client: TestClient, meeting: dict[st
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 4409
+
+
+def test_chair_declines_a_request_and_the_site_is_told(client: TestClient, meeting: dict[str, int]) -> None:
+    mid, hn, hue = meeting["id"], meeting["site_01"], meeting["site_46"]
+    floor = lambda m: m["type"] == "delta" and any(c["path"] == "floor" for c in m["changes"])  # noqa: E731
+    value = lambda m: next(c["value"] for c in m["changes"] if c["path"] == "floor")  # noqa: E731
+    for chair in open_tab(client, mid, "chutri", **{"as": "console"}):
+        for site in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": hn}):
+            for other in open_tab(client, mid, "dc-46", **{"as": "site", "site_id": hue}):
+                assert site.reply(site.send(type="floor.request"))["type"] == "ack"
+                assert other.reply(other.send(type="floor.request"))["type"] == "ack"
+                queued = value(chair.until(lambda m: floor(m) and len(value(m)["queue"]) == 2))
+                # Each request says since when the site waits (the console shows "chờ …").
+                assert all(datetime.fromisoformat(q["requested_at"]).tzinfo for q in queued["queue"])
+                # Only the chair declines.
+                assert site.reply(site.send(type="floor.decline", site_id=hue))["code"] == "forbidden"
+                assert chair.reply(chair.send(type="floor.decline", site_id=hn))["type"] == "ack"
+                told = value(site.until(lambda m: floor(m) and value(m)["declined"]))
+                assert [d["site_id"] for d in told["declined"]] == [hn]
+                assert [q["site_id"] for q in told["queue"]] == [hue]  # Huế moves up, nobody else moved
+                assert [q["position"] for q in told["queue"]] == [1]
+                # Declining a site that is not queued changes nothing.
+                again = chair.reply(chair.send(type="floor.decline", site_id=hn))
+                assert again["type"] == "error" and again["code"] == "not_queued"
+                # The site may ask again: no longer "declined", at the end of the queue.
+                assert site.reply(site.send(type="floor.request"))["type"] == "ack"
+                back = value(chair.until(lambda m: floor(m) and not value(m)["declined"]))
+                assert [q["site_id"] for q in back["queue"]] == [hue, hn]
+    kinds = _records(client, mid)
+    assert kinds.count("floor.decline") == 1
+
+
+def test_chat_names_the_person_not_the_login(client: TestClient, meeting: dict[str, int]) -> None:
+    mid = meeting["id"]
+    for chair in open_tab(client, mid, "chutri", **{"as": "console"}):
+        assert chair.reply(chair.send(type="chat.send", text="Bắt đầu sau 5 phút", to="all"))["type"] == "ack"
+        for site in open_tab(client, mid, "dc-01", **{"as": "site", "site_id": meeting["site_01"]}):
+            (line,) = site.welcome["snapshot"]["chat"]  # type: ignore[attr-defined]
+            assert line["name"] == "Đồng chí Chủ trì" and line["user"] == "chutri"
+            with client.app.state.ctx.db.session() as s:  # type: ignore[attr-defined]
+                root = s.execute(select(Unit.name).where(Unit.code == "TW")).scalar_one()
+            assert line["unit"] == root

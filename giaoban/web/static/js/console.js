@@ -4,6 +4,7 @@
 import { el, format, readJson } from "./common.js";
 import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm, statusText } from "./live.js";
 import { showHostPresence } from "./live.js";
+import { rollCall } from "./rollcall.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -370,6 +371,7 @@ function renderFloor(state) {
         q.kind === "point_of_order" ? el("span", { class: "badge badge-queued" }, S.pointOfOrder) : null,
         q.dropped ? ` (${S.dropped})` : "",
       ),
+      el("span", { class: "waited num", dataset: { since: q.requested_at ?? "" } }, waited(q.requested_at, now)),
     );
     if (canChair) {
       item.append(
@@ -377,6 +379,11 @@ function renderFloor(state) {
           "span",
           { class: "floor-actions" },
           el("button", { type: "button", class: "btn btn-small", disabled: full || q.dropped, dataset: { grant: q.site_id } }, S.grant),
+          el(
+            "button",
+            { type: "button", class: "btn btn-danger btn-small", title: format(S.declineHelp, { name: state.siteName(q.site_id) }), dataset: { decline: q.site_id } },
+            S.decline,
+          ),
         ),
       );
     }
@@ -387,8 +394,18 @@ function renderFloor(state) {
   if (max && document.activeElement !== max) max.value = String(state.floor.max_holders);
 }
 
+/** "chờ 1 phút 20 giây": how long a site has been waiting for the floor. */
+function waited(since, now) {
+  if (!since) return "";
+  const seconds = Math.max(0, Math.floor(now - Date.parse(since) / 1000));
+  const m = Math.floor(seconds / 60);
+  const sec = seconds % 60;
+  return m ? format(S.waitedMin, { m, s: sec }) : format(S.waitedSec, { s: sec });
+}
+
 function tickCountdowns() {
   const now = socket.now();
+  for (const span of queueList.querySelectorAll(".waited")) span.textContent = waited(span.dataset.since, now);
   for (const span of holdersList.querySelectorAll(".countdown")) {
     const expires = span.dataset.expires;
     if (expires) span.textContent = format(S.timeLeft, { t: clock(Date.parse(expires) / 1000 - now) });
@@ -405,6 +422,13 @@ for (const list of [holdersList, queueList]) {
     if (revoke) act("floor.revoke", { site_id: Number(revoke.dataset.revoke) });
     const extend = event.target.closest("[data-extend]");
     if (extend) act("floor.extend", { site_id: Number(extend.dataset.extend), seconds: 60 });
+    const decline = event.target.closest("[data-decline]");
+    if (decline) {
+      decline.disabled = true;
+      act("floor.decline", { site_id: Number(decline.dataset.decline) }).then(({ ok }) => {
+        if (!ok) decline.disabled = false;
+      });
+    }
   });
 }
 $("max-holders")?.addEventListener("change", (event) => act("floor.config", { max_holders: Number(event.target.value) }));
@@ -412,17 +436,15 @@ $("max-holders")?.addEventListener("change", (event) => act("floor.config", { ma
 // ---- roll call -------------------------------------------------------------------------------
 
 function renderRoll(state) {
-  const counts = { present: 0, late: 0, absent: 0, left: 0 };
-  const absent = [];
-  for (const id of state.order) {
-    const site = state.site(id);
-    counts[site.attendance] += 1;
-    if (site.attendance === "absent") absent.push(site);
-  }
-  $("n-present").textContent = counts.present + counts.late;
+  // Each invited site counted once: on time + late + absent + left = invited (rollcall.js).
+  const counts = rollCall(state.order, (id) => state.site(id));
+  const absent = state.order.map((id) => state.site(id)).filter((site) => site?.attendance === "absent");
+  $("n-present").textContent = counts.present;
   $("n-late").textContent = counts.late;
   $("n-absent").textContent = counts.absent;
   $("n-left").textContent = counts.left;
+  $("roll-total").textContent = format(S.rollTotal, { invited: counts.invited, here: counts.here });
+  $("absent-count").textContent = absent.length;
   const reported = state.order.map((id) => state.site(id).checkin).filter(Boolean);
   $("delegates-total").textContent = format(S.delegatesTotal, {
     n: reported.reduce((sum, c) => sum + c.delegates, 0),
@@ -438,9 +460,58 @@ function renderRoll(state) {
 // ---- chat ------------------------------------------------------------------------------------
 
 let chatRendered = 0;
+let unread = 0;
+const unreadBadge = $("chat-unread");
+const chatPanel = chatList.closest(".chat-panel");
+let chatInView = true;
+
+/** The person as people know them: full name and unit (older messages: the login name). */
+function person(m) {
+  const name = m.name || m.user;
+  return m.unit ? `${name}, ${m.unit}` : name;
+}
+
+function showUnread() {
+  unreadBadge.hidden = unread === 0;
+  unreadBadge.textContent = format(S.unread, { n: unread });
+}
+
+function atBottom() {
+  return chatList.scrollHeight - chatList.scrollTop - chatList.clientHeight < 24;
+}
+
+/** A new line: stay at the bottom if the chair is there and can see it, else count it unread. */
+function appendChat(line) {
+  const follow = atBottom();
+  chatList.append(line);
+  if (follow) chatList.scrollTop = chatList.scrollHeight;
+  if (!follow || !chatInView || document.hidden) {
+    unread += 1;
+    showUnread();
+  }
+}
+
+function markRead() {
+  if (atBottom() && chatInView) {
+    unread = 0;
+    showUnread();
+  }
+}
+chatList.addEventListener("scroll", markRead, { passive: true });
+new IntersectionObserver((entries) => {
+  chatInView = entries.some((e) => e.isIntersecting);
+  markRead();
+}, { threshold: 0.6 }).observe(chatList);
+unreadBadge.addEventListener("click", () => {
+  chatPanel.scrollIntoView({ block: "nearest" });
+  chatList.scrollTop = chatList.scrollHeight;
+  unread = 0;
+  showUnread();
+  $("chat-text").focus({ preventScroll: true });
+});
 
 function chatLine(m) {
-  const from = m.from_site === null ? `${S.control} (${m.user})` : socket.state.siteName(m.from_site);
+  const from = m.from_site === null ? `${S.control} · ${person(m)}` : socket.state.siteName(m.from_site);
   let tag = null;
   if (m.to === "control") tag = S.privateFrom;
   else if (typeof m.to === "number") tag = format(S.privateTo, { name: socket.state.siteName(m.to) });
@@ -459,14 +530,17 @@ function chatLine(m) {
 }
 
 function renderChat(state) {
-  for (const m of state.chat.slice(chatRendered)) chatList.append(chatLine(m));
+  const first = chatRendered === 0;
+  for (const m of state.chat.slice(chatRendered)) {
+    if (first) chatList.append(chatLine(m));
+    else appendChat(chatLine(m));
+  }
+  if (first) chatList.scrollTop = chatList.scrollHeight;
   chatRendered = state.chat.length;
-  chatList.scrollTop = chatList.scrollHeight;
 }
 
 function addPrivate(message) {
-  chatList.append(chatLine(message));
-  chatList.scrollTop = chatList.scrollHeight;
+  appendChat(chatLine(message));
 }
 
 function replyTo(siteId) {

@@ -11,8 +11,8 @@ const S = readJson("gb-strings");
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const POLL_MS = 2000;
-const RANK = { red: 0, amber: 1, green: 2 };
-const SYMBOL = { green: "✓", amber: "!", red: "✕" };
+const RANK = { red: 0, amber: 1, waiting: 2, green: 3 };
+const SYMBOL = { green: "✓", amber: "!", red: "✕", waiting: "…" };
 const TIME = new Intl.DateTimeFormat(config.locale === "en" ? "en-GB" : "vi-VN", {
   hour: "2-digit",
   minute: "2-digit",
@@ -39,6 +39,7 @@ const base = `/api/v1/meetings/${config.meetingId}`;
 const clock = (iso) => (iso ? TIME.format(new Date(iso)) : "");
 const num = (v, digits = 0) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const kbps = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
+const pct = (v) => (v === null || v === undefined ? "–" : `${num(v, 1)}%`);
 
 function ago(iso, connected) {
   if (connected) return S.now;
@@ -48,16 +49,17 @@ function ago(iso, connected) {
 }
 
 function why(site) {
+  if (site.level === "waiting") return S.waiting;
   if (!site.reasons.length) return S.green;
   return site.reasons.map((r) => S.reasons[r] ?? r).join(", ");
 }
 
 function techcheck(site) {
   const tc = site.techcheck;
-  if (!tc) return { short: "KT?", text: S.techcheck.none, cls: "" };
-  if (tc.status === "ready") return { short: "KT✓", text: S.techcheck.ready, cls: "" };
+  if (!tc) return { short: S.techcheck.noneShort, text: S.techcheck.none, cls: "q-muted" };
+  if (tc.status === "ready") return { short: S.techcheck.readyShort, text: S.techcheck.ready, cls: "" };
   const reason = tc.reason ? `: ${tc.reason}` : "";
-  return { short: "KT✕", text: `${S.techcheck.failed}${reason}`, cls: "q-bad" };
+  return { short: S.techcheck.failedShort, text: `${S.techcheck.failed}${reason}`, cls: "q-bad" };
 }
 
 function layers(site) {
@@ -92,36 +94,49 @@ function ordered(sites) {
   return list.map((x) => x.s);
 }
 
-/** "Điểm cầu Tỉnh ủy Đồng Tháp" → "Đồng Tháp": what tells the tiles apart (the full name is in the tooltip). */
+/** "Điểm cầu Tỉnh ủy Đồng Tháp" → "Đồng Tháp", "Cơ quan thường trực Ban Tổ chức Trung ương tại Đà Nẵng" →
+ * "CQTT tại Đà Nẵng" (cơ quan thường trực): what tells the tiles apart (the full name is in the tooltip). */
 function shortName(name) {
-  return name.replace(/^Điểm cầu\s+/iu, "").replace(/^(Tỉnh ủy|Thành ủy|Đảng ủy)\s+/iu, "");
+  return name
+    .replace(/^Điểm cầu\s+/iu, "")
+    .replace(/^(Tỉnh ủy|Thành ủy|Đảng ủy)\s+/iu, "")
+    .replace(/^Cơ quan thường trực\s.*?\s(tại\s.+)$/iu, "CQTT $1") // "… tại Đà Nẵng" tells them apart
+    .replace(/\bTrung ương\b/gu, "TW");
 }
 
 function tile(site) {
   const tc = techcheck(site);
+  const rtt = worst(site.rtt_ms, site.down_rtt_ms);
+  const loss = worst(site.loss_pct, site.down_loss_pct);
   let third;
   let fourth;
+  let thirdTitle = "";
+  let fourthTitle = "";
   if (!site.connected) {
     third = ago(site.last_seen, false);
-    fourth = tc.text;
+    fourth = "";
   } else if (site.in_kbps === null && site.out_kbps === null) {
     third = format(S.tabs, { n: site.tabs });
-    fourth = tc.text;
+    fourth = "";
   } else {
-    const loss = worst(site.loss_pct, site.down_loss_pct);
-    third = `${num(worst(site.rtt_ms, site.down_rtt_ms))} ms · ${num(loss, 1)}% · j ${num(site.jitter_ms)}`;
-    fourth = `↑${kbps(site.in_kbps)} ↓${kbps(site.out_kbps)} · L${site.layers}/${site.layers_total}`;
+    third = format(S.tileDelay, { rtt: num(rtt), loss: pct(loss) });
+    thirdTitle = format(S.tileDelayHelp, { rtt: num(rtt), loss: pct(loss), jitter: num(worst(site.jitter_ms, site.down_jitter_ms)) });
+    fourth = format(S.tileRate, { up: kbps(site.in_kbps), down: kbps(site.out_kbps) });
+    fourthTitle = format(S.tileRateHelp, { up: kbps(site.in_kbps), down: kbps(site.out_kbps), layers: layers(site) });
   }
   const title = [
     `${site.name} (${site.unit_name})`,
     why(site),
-    `RTT ${num(site.rtt_ms)} / ${num(site.down_rtt_ms)} ms · ${num(site.loss_pct, 1)} / ${num(site.down_loss_pct, 1)} %`,
-    `↑ ${kbps(site.in_kbps)} kbit/s · ↓ ${kbps(site.out_kbps)} kbit/s · ${layers(site)}`,
+    format(S.tipDelay, { up: num(site.rtt_ms), down: num(site.down_rtt_ms) }),
+    format(S.tipLoss, { up: pct(site.loss_pct), down: pct(site.down_loss_pct) }),
+    format(S.tipJitter, { up: num(site.jitter_ms), down: num(site.down_jitter_ms) }),
+    format(S.tipRate, { up: kbps(site.in_kbps), down: kbps(site.out_kbps) }),
+    layers(site),
     tc.text,
   ].join("\n");
   return el(
     "li",
-    {},
+    { dataset: { site: site.site_id } },
     el(
       "button",
       {
@@ -134,8 +149,8 @@ function tile(site) {
         "span",
         { class: "q-name" },
         el("span", { class: `q-sym q-${site.level}`, "aria-label": S[site.level] }, SYMBOL[site.level]),
-        site.host ? el("span", { class: "q-host" }, S.host) : null,
-        el("span", {}, shortName(site.name)),
+        site.host ? el("span", { class: "q-host" }, S.host) : el("span", { class: "q-host", hidden: true }),
+        el("span", { class: "q-label" }, shortName(site.name)),
       ),
       el(
         "span",
@@ -143,15 +158,72 @@ function tile(site) {
         el("span", { class: "q-why" }, why(site)),
         el(
           "span",
-          { class: "q-media", "aria-hidden": "true" },
+          { class: "q-media", title: S.mediaHelp },
           el("span", { class: site.video ? "" : "q-off" }, "▶"),
           el("span", { class: site.audio ? "" : "q-off" }, "♪"),
         ),
       ),
-      el("span", { class: "q-fig" }, third),
-      el("span", { class: "q-line" }, el("span", { class: "q-fig" }, fourth), el("span", { class: `q-tc ${tc.cls}` }, tc.short)),
+      // Without figures the tech check goes on the third line: every tile of a waiting wall is short.
+      fourth
+        ? el("span", { class: "q-fig", title: thirdTitle }, third)
+        : el(
+            "span",
+            { class: "q-line" },
+            el("span", { class: "q-fig" }, third),
+            el("span", { class: `q-tc ${tc.cls}`, title: tc.text }, tc.short),
+          ),
+      fourth
+        ? el(
+            "span",
+            { class: "q-line" },
+            el("span", { class: "q-fig", title: fourthTitle }, fourth),
+            el("span", { class: `q-tc ${tc.cls}`, title: tc.text }, tc.short),
+          )
+        : null,
     ),
   );
+}
+
+/**
+ * Make ``old`` look like ``fresh`` without replacing it: same tags in the same places get the new
+ * attributes and text, so a tile under the pointer stays the same element and a click on it lands.
+ * Where the shape differs the node is swapped (rare: a tile changes shape only with its state).
+ */
+function morph(old, fresh) {
+  if (old.nodeType === Node.TEXT_NODE && fresh.nodeType === Node.TEXT_NODE) {
+    if (old.data !== fresh.data) old.data = fresh.data;
+    return old;
+  }
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) {
+    old.replaceWith(fresh);
+    return fresh;
+  }
+  for (const attr of [...old.attributes]) if (!fresh.hasAttribute(attr.name)) old.removeAttribute(attr.name);
+  for (const attr of fresh.attributes) if (old.getAttribute(attr.name) !== attr.value) old.setAttribute(attr.name, attr.value);
+  const a = [...old.childNodes];
+  const b = [...fresh.childNodes];
+  for (let i = 0; i < b.length; i++) {
+    if (i < a.length) morph(a[i], b[i]);
+    else old.append(b[i]);
+  }
+  for (let i = b.length; i < a.length; i++) a[i].remove();
+  return old;
+}
+
+/** Show ``items`` in ``container`` keyed by data-site: existing elements are updated in place and
+ * moved only when the order changed; nothing is rebuilt on each poll. */
+function syncKeyed(container, sites, build) {
+  const existing = new Map([...container.children].map((node) => [node.dataset.site, node]));
+  const wanted = sites.map((site) => {
+    const fresh = build(site);
+    const old = existing.get(String(site.site_id));
+    existing.delete(String(site.site_id));
+    return old ? morph(old, fresh) : fresh;
+  });
+  for (const node of existing.values()) node.remove();
+  wanted.forEach((node, i) => {
+    if (container.children[i] !== node) container.insertBefore(node, container.children[i] ?? null);
+  });
 }
 
 function row(site) {
@@ -161,12 +233,12 @@ function row(site) {
   return el(
     "tr",
     { class: `q-${site.level}`, dataset: { site: site.site_id }, tabindex: "0" },
-    el("td", { class: "q-site", title: site.unit_name }, site.name),
+    el("td", { class: "q-site", title: `${site.name} (${site.unit_name})` }, site.name),
     el("td", { class: "q-level" }, `${SYMBOL[site.level]} ${why(site)}`),
     el("td", {}, site.connected ? format(S.tabs, { n: site.tabs }) : "–"),
     el("td", {}, el("span", { class: site.video ? "" : "q-off" }, "▶"), " ", el("span", { class: site.audio ? "" : "q-off" }, "♪")),
     el("td", { class: `num ${rttClass(rtt)}` }, num(rtt)),
-    el("td", { class: `num ${lossClass(loss)}` }, loss === null || loss === undefined ? "–" : `${num(loss, 1)}%`),
+    el("td", { class: `num ${lossClass(loss)}` }, pct(loss)),
     el("td", { class: "num" }, num(worst(site.jitter_ms, site.down_jitter_ms))),
     el("td", { class: "num" }, kbps(site.in_kbps)),
     el("td", { class: "num" }, kbps(site.out_kbps)),
@@ -179,7 +251,8 @@ function row(site) {
 function render() {
   const data = state.data;
   if (!data) return;
-  for (const key of ["green", "amber", "red"]) $(`n-${key}`).textContent = data.counts[key];
+  for (const key of ["green", "amber", "red", "waiting"]) $(`n-${key}`).textContent = data.counts[key] ?? 0;
+  $("count-waiting").hidden = !data.counts.waiting;
   $("n-connected").textContent = `${data.counts.connected}/${data.counts.invited}`;
   const sites = ordered(data.sites);
   const grid = state.view === "grid";
@@ -189,8 +262,8 @@ function render() {
   $("view-list").setAttribute("aria-pressed", String(!grid));
   $("view-grid").classList.toggle("btn-secondary", !grid);
   $("view-list").classList.toggle("btn-secondary", grid);
-  if (grid) $("grid").replaceChildren(...sites.map(tile));
-  else $("list-body").replaceChildren(...sites.map(row));
+  if (grid) syncKeyed($("grid"), sites, tile);
+  else syncKeyed($("list-body"), sites, row);
   renderAlerts();
   if (state.history !== null) refreshHistory();
   const bySite = { site: (id) => data.sites.find((x) => x.site_id === id) ?? null };

@@ -41,6 +41,10 @@ const floorState = $("floor-state");
 const requestButton = $("request");
 const orderButton = $("request-order");
 const cancelButton = $("cancel");
+const requestWhy = $("request-why");
+const queueAhead = $("queue-ahead");
+const siteQueue = $("site-queue");
+const screensBox = $("screens");
 const micState = $("mic-state");
 const soundButton = $("sound");
 const playAll = autoplay(() => [hostVideo, ...speakersBox.querySelectorAll("video")], soundButton);
@@ -397,14 +401,19 @@ function placeTrack(mid, track) {
 
 
 function buildSpeakerScreens() {
+  // The speaker's picture as large as the host's; the time left under it, never over the picture.
   speakersBox.replaceChildren(
     ...slots.speakers.map((s) =>
       el(
-        "figure",
-        { class: "screen screen-speaker", hidden: true, dataset: { slot: s.video } },
-        el("video", { autoplay: true, playsinline: true, dataset: { mid: s.video } }),
-        el("span", { class: "time-left" }),
-        el("figcaption", {}, el("span", { class: "who" })),
+        "div",
+        { class: "speaker-slot", hidden: true, dataset: { slot: s.video } },
+        el(
+          "figure",
+          { class: "screen screen-speaker" },
+          el("video", { autoplay: true, playsinline: true, dataset: { mid: s.video } }),
+          el("figcaption", {}, el("span", { class: "who" })),
+        ),
+        el("p", { class: "time-left", "aria-live": "off" }),
       ),
     ),
   );
@@ -416,16 +425,17 @@ function showSlots(message) {
   hostWait.hidden = message.host.site_id !== null;
   let any = false;
   for (const s of message.speakers) {
-    const figure = speakersBox.querySelector(`figure[data-slot="${s.video}"]`);
-    if (!figure) continue;
-    figure.hidden = s.site_id === null;
-    figure.dataset.site = s.site_id ?? "";
+    const slot = speakersBox.querySelector(`[data-slot="${s.video}"]`);
+    if (!slot) continue;
+    slot.hidden = s.site_id === null;
+    slot.dataset.site = s.site_id ?? "";
     if (s.site_id !== null) {
       any = true;
-      figure.querySelector(".who").textContent = format(S.speakerLabel, { name: socket.state.siteName(s.site_id) });
+      slot.querySelector(".who").textContent = format(S.speakerLabel, { name: socket.state.siteName(s.site_id) });
     }
   }
   noSpeaker.hidden = any;
+  screensBox.classList.toggle("has-speaker", any);
   renderTimes();
   playAll();
 }
@@ -501,24 +511,59 @@ function render(state) {
   const { holding, queued } = myFloor(state);
   requestButton.hidden = Boolean(holding || queued) || config.isHost;
   orderButton.hidden = requestButton.hidden;
-  // The floor is for a site the room can see and hear: join (publish) first.
+  // The floor is for a site the room can see and hear: join (publish) first. A disabled button
+  // looks disabled (app.css) and says why beside it.
   const live = Boolean(state.site(config.siteId)?.publishing);
   requestButton.disabled = !live;
   orderButton.disabled = !live;
+  requestWhy.textContent = requestButton.hidden || live ? "" : joined ? S.requestWhyWait : S.requestWhyJoin;
   cancelButton.hidden = !queued;
+  const declined = !holding && !queued ? (state.floor.declined ?? []).find((d) => d.site_id === config.siteId) : null;
   if (holding) floorState.textContent = S.holding;
   else if (queued) floorState.textContent = format(S.queued, { n: queued.position });
+  else if (declined) floorState.textContent = format(S.declined, { t: hhmm(declined.at) });
   else floorState.textContent = "";
-  floorState.className = holding ? "floor-state floor-holding" : queued ? "floor-state floor-queued" : "floor-state";
+  floorState.className = holding
+    ? "floor-state floor-holding"
+    : queued
+      ? "floor-state floor-queued"
+      : declined
+        ? "floor-state floor-declined"
+        : "floor-state";
+  renderQueue(state, queued);
   applySendPolicy();
   renderCheckin(state.site(config.siteId));
   renderChat(state);
   renderTimes();
 }
 
+/** The queue as every site sees it: its place, how many before it, and the list. */
+function renderQueue(state, queued) {
+  const queue = state.floor.queue;
+  queueAhead.textContent = queued
+    ? queued.position === 1
+      ? S.nextInLine
+      : format(S.ahead, { n: queued.position - 1 })
+    : "";
+  $("queue-count").textContent = format(S.queueCount, { n: queue.length });
+  siteQueue.replaceChildren(
+    ...(queue.length
+      ? queue.map((q) =>
+          el(
+            "li",
+            { class: q.site_id === config.siteId ? "mine" : "", dataset: { site: q.site_id } },
+            state.siteName(q.site_id),
+            q.site_id === config.siteId ? el("span", { class: "badge badge-queued" }, S.you) : null,
+            q.kind === "point_of_order" ? el("span", { class: "badge" }, S.requestOrder) : null,
+          ),
+        )
+      : [el("li", { class: "empty" }, S.emptyQueue)]),
+  );
+}
+
 function renderTimes() {
   const now = socket.now();
-  for (const figure of speakersBox.querySelectorAll("figure[data-site]")) {
+  for (const figure of speakersBox.querySelectorAll(".speaker-slot[data-site]")) {
     const holder = socket.state.floor.holders.find((h) => String(h.site_id) === figure.dataset.site);
     const span = figure.querySelector(".time-left");
     const left = holder?.expires_at ? Date.parse(holder.expires_at) / 1000 - now : null;
@@ -630,7 +675,8 @@ let chatRendered = 0;
 
 function chatLine(m) {
   const mine = m.from_site === config.siteId;
-  const from = m.from_site === null ? S.control : mine ? S.you : socket.state.siteName(m.from_site);
+  const who = m.name ? `${S.control} · ${m.name}` : S.control;
+  const from = m.from_site === null ? who : mine ? S.you : socket.state.siteName(m.from_site);
   const tag = m.to === "all" ? null : mine ? S.privateTo : S.privateFrom;
   return el(
     "li",
