@@ -151,12 +151,39 @@ def _tx(ctx: AppContext, session: object) -> Tx:
     return Tx(session, ctx.audit, Actor.system(f"cli:{getpass.getuser()}"))  # type: ignore[arg-type]
 
 
+def read_password(args: argparse.Namespace, prompt: str) -> str:
+    """The password for ``user create`` / ``user passwd``: ``--password``; else one line of standard
+    input when it is not a terminal (or with ``--password-stdin``); else asked twice at the terminal.
+    No password to be had is a clear error (exit 2), never a traceback."""
+    if args.password:
+        return str(args.password)
+    stdin = sys.stdin
+    if args.password_stdin or stdin is None or not stdin.isatty():
+        line = stdin.readline() if stdin is not None else ""
+        password = line.rstrip("\r\n")
+        if not password:
+            raise DomainError(
+                "Không có mật khẩu: chạy lệnh trong một terminal để nhập, hoặc đưa mật khẩu vào đầu vào "
+                "chuẩn (một dòng), ví dụ: printf '%s\\n' \"$MAT_KHAU\" | giaoban user create ... "
+                "--password-stdin."
+            )
+        return password
+    try:
+        password = getpass.getpass(prompt)
+        again = getpass.getpass("Nhập lại mật khẩu: ")
+    except (EOFError, KeyboardInterrupt):
+        raise DomainError("Chưa nhập mật khẩu; không thay đổi gì.") from None
+    if password != again:
+        raise DomainError("Hai lần nhập mật khẩu không giống nhau; không thay đổi gì.")
+    return password
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     from giaoban.org import accounts
     from giaoban.org.units import get_unit_by_code
 
     ctx = _ctx()
-    password = args.password or getpass.getpass("Mật khẩu: ")
+    password = read_password(args, "Mật khẩu: ")
     with ctx.db.session() as session:
         roles = []
         for spec in args.role or []:
@@ -180,7 +207,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     from giaoban.org import accounts
 
     ctx = _ctx()
-    password = args.password or getpass.getpass("Mật khẩu mới: ")
+    password = read_password(args, "Mật khẩu mới: ")
     with ctx.db.session() as session:
         user = accounts.get_user_by_name(session, args.username)
         if user is None:
@@ -293,12 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = user.add_parser("create", help="create a user")
     create.add_argument("username")
     create.add_argument("--full-name", default="")
-    create.add_argument("--password", help="(prompted when omitted)")
+    create.add_argument("--password", help="(prompted when omitted; visible to other local users)")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of standard input"
+    )
     create.add_argument("--role", action="append", help="ROLE@UNIT_CODE, e.g. admin@TW (repeatable)")
     create.set_defaults(func=cmd_user_create)
     passwd = user.add_parser("passwd", help="set a user's password")
     passwd.add_argument("username")
-    passwd.add_argument("--password", help="(prompted when omitted)")
+    passwd.add_argument("--password", help="(prompted when omitted; visible to other local users)")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of standard input"
+    )
     passwd.add_argument("--unlock", action="store_true", help="also unlock the account")
     passwd.set_defaults(func=cmd_user_passwd)
 
