@@ -23,6 +23,8 @@ from giaoban.cli import build_parser, main
         ["sites", "import", "f.csv"],
         ["sites", "export", "--format", "csv"],
         ["audit", "verify"],
+        ["audit", "verify", "--anchor", "neo.json"],
+        ["audit", "anchor", "--output", "neo.json"],
         ["loadtest", "media", "--sites", "3"],
     ],
 )

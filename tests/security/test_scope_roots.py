@@ -166,3 +166,21 @@ def demo_user(demo: Demo, username: str) -> int:
         user = accounts.get_user_by_name(s, username)
         assert user is not None
         return user.id
+
+
+def test_a_taken_unit_code_says_only_that_it_is_taken(client: TestClient, demo: Demo) -> None:
+    """Codes are the organization's official codes, unique over the whole tree: a province picking
+    a code used in another province hears that it is taken, not where or by what."""
+    make_actors(demo)
+    h = login(client, "quantri-01")
+    other = demo.unit_id("79")
+    body = {"code": "79", "name": "Huyện mới", "kind": "district", "parent_id": demo.unit_id("01")}
+    r = client.post("/api/v1/units", json=body, headers=h)
+    assert _code(r) == (409, "unit_code_exists")
+    message = r.json()["error"]["message"]
+    assert "đã tồn tại" in message and set(r.json()) == {"error"}
+    assert _name(demo, other) not in message and str(other) not in message.replace("79", "")
+    files = {"file": ("u.tsv", _tsv("79\tHuyện mới\tdistrict\t01"), "text/tab-separated-values")}
+    r = client.post("/api/v1/units/import", files=files, headers=h)
+    (detail,) = r.json()["error"]["details"]
+    assert detail["code"] == "unit_code_exists" and _name(demo, other) not in detail["message"]
