@@ -24,7 +24,7 @@ from giaoban.context import Tx
 from giaoban.db import utcnow
 from giaoban.errors import Conflict, DomainError, Forbidden, NotFound, Throttled, Unauthorized
 from giaoban.org.access import root_admin_ids
-from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, User
+from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, Unit, User
 from giaoban.org.units import get_unit, root_unit
 from giaoban.settings import Settings
 from giaoban.text import nfc, search_key
@@ -134,7 +134,10 @@ def _last_root_admin() -> Conflict:
 def _keep_a_root_admin(session: Session, user: User, roles: Sequence[RoleSpec] | None, locked: bool) -> None:
     """Refuse a change to ``user`` (new ``roles``, ``locked``) that would leave nobody active able to
     administer the whole organization. Every path that revokes a role or disables an account ends
-    here, so no sequence of them can lock the organization out of itself."""
+    here, so no sequence of them can lock the organization out of itself. The root's row is locked
+    first, so two such changes at once (two admins locking each other) are decided one after the
+    other, the second seeing the first."""
+    session.execute(select(Unit.id).where(Unit.parent_id.is_(None)).with_for_update()).all()
     if not _is_last_root_admin(session, user.id):
         return
     root = root_unit(session)

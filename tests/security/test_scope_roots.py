@@ -184,3 +184,35 @@ def test_a_taken_unit_code_says_only_that_it_is_taken(client: TestClient, demo: 
     r = client.post("/api/v1/units/import", files=files, headers=h)
     (detail,) = r.json()["error"]["details"]
     assert detail["code"] == "unit_code_exists" and _name(demo, other) not in detail["message"]
+
+
+def test_two_root_admins_locking_each_other_at_once_leave_one(demo: Demo) -> None:
+    """Two transactions at the same moment, each locking the other admin: the second waits for the
+    first and then sees it, so one of them stays (real concurrent sessions, both databases)."""
+    import threading
+    import time
+
+    tw = demo.unit_id("TW")
+    admin, second = demo_user(demo, "admin"), _user(demo, "quantri-hai", ("admin", tw))
+    outcome: dict[str, object] = {}
+    first_done = threading.Event()
+
+    def lock_admin_later() -> None:
+        first_done.wait(10)
+        try:
+            with demo.ctx.db.session() as s:
+                accounts.set_locked(_tx(s, demo), admin, True, "khóa chéo")
+            outcome["second"] = "locked"
+        except DomainError as exc:
+            outcome["second"] = exc.code
+
+    other = threading.Thread(target=lock_admin_later)
+    other.start()
+    with demo.ctx.db.session() as s:
+        accounts.set_locked(_tx(s, demo), second, True, "khóa chéo")
+        first_done.set()  # the other transaction starts while this one is still open
+        time.sleep(0.5)
+    other.join(30)
+    assert outcome == {"second": "last_root_admin"}
+    with demo.ctx.db.session() as s:
+        assert root_admin_ids(s) == {admin}
