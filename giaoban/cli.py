@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from giaoban.audit.log import Actor
+from giaoban.audit.log import Actor, VerifyReport
 from giaoban.context import AppContext, Tx
 from giaoban.errors import DomainError
 from giaoban.settings import get_settings
@@ -151,12 +151,39 @@ def _tx(ctx: AppContext, session: object) -> Tx:
     return Tx(session, ctx.audit, Actor.system(f"cli:{getpass.getuser()}"))  # type: ignore[arg-type]
 
 
+def read_password(args: argparse.Namespace, prompt: str) -> str:
+    """The password for ``user create`` / ``user passwd``: ``--password``; else one line of standard
+    input when it is not a terminal (or with ``--password-stdin``); else asked twice at the terminal.
+    No password to be had is a clear error (exit 2), never a traceback."""
+    if args.password:
+        return str(args.password)
+    stdin = sys.stdin
+    if args.password_stdin or stdin is None or not stdin.isatty():
+        line = stdin.readline() if stdin is not None else ""
+        password = line.rstrip("\r\n")
+        if not password:
+            raise DomainError(
+                "Không có mật khẩu: chạy lệnh trong một terminal để nhập, hoặc đưa mật khẩu vào đầu vào "
+                "chuẩn (một dòng), ví dụ: printf '%s\\n' \"$MAT_KHAU\" | giaoban user create ... "
+                "--password-stdin."
+            )
+        return password
+    try:
+        password = getpass.getpass(prompt)
+        again = getpass.getpass("Nhập lại mật khẩu: ")
+    except (EOFError, KeyboardInterrupt):
+        raise DomainError("Chưa nhập mật khẩu; không thay đổi gì.") from None
+    if password != again:
+        raise DomainError("Hai lần nhập mật khẩu không giống nhau; không thay đổi gì.")
+    return password
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     from giaoban.org import accounts
     from giaoban.org.units import get_unit_by_code
 
     ctx = _ctx()
-    password = args.password or getpass.getpass("Mật khẩu: ")
+    password = read_password(args, "Mật khẩu: ")
     with ctx.db.session() as session:
         roles = []
         for spec in args.role or []:
@@ -180,7 +207,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     from giaoban.org import accounts
 
     ctx = _ctx()
-    password = args.password or getpass.getpass("Mật khẩu mới: ")
+    password = read_password(args, "Mật khẩu mới: ")
     with ctx.db.session() as session:
         user = accounts.get_user_by_name(session, args.username)
         if user is None:
@@ -247,19 +274,61 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    with ctx.db.session() as session:
-        report = ctx.audit.verify(session)
-    if report.ok:
-        print(f"Nhật ký toàn vẹn: {report.checked} bản ghi, chuỗi băm khớp.")
-        return 0
+def _print_problems(report: VerifyReport) -> None:
     print(
         f"NHẬT KÝ BỊ SỬA ĐỔI: {len(report.problems)} vấn đề trong {report.checked} bản ghi:", file=sys.stderr
     )
     for problem in report.problems:
         print(f"  - {problem}", file=sys.stderr)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0: the chain verifies (and holds the anchor, if given); 1: tampering or lost history
+    found; 2: the anchor file cannot be read (or another usage error)."""
+    from giaoban.audit.log import Anchor, AnchorError
+
+    anchor = None
+    if args.anchor:
+        try:
+            anchor = Anchor.from_json(Path(args.anchor).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, AnchorError) as exc:
+            raise DomainError(f"Không đọc được tệp neo {args.anchor}: {exc}") from None
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        report = ctx.audit.verify(session, anchor=anchor)
+    if report.ok:
+        print(f"Nhật ký toàn vẹn: {report.checked} bản ghi, chuỗi băm khớp.")
+        if anchor is not None:
+            print(f"Nhật ký còn nguyên đến mốc neo: bản ghi {anchor.seq} ({anchor.at or 'nhật ký rỗng'}).")
+        return 0
+    _print_problems(report)
     return 1
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> int:
+    """Print (or write to ``--output``) the sealed head as a JSON anchor, after checking the log:
+    exit 0 with the anchor; 1 if the log does not verify (no anchor is made); 2 on a usage error."""
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        report = ctx.audit.verify(session)
+        if not report.ok:
+            _print_problems(report)
+            print("Không tạo mốc neo cho một nhật ký không toàn vẹn.", file=sys.stderr)
+            return 1
+        anchor = ctx.audit.anchor(session)
+    text = anchor.to_json() + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)  # never a half-written anchor
+    except OSError as exc:
+        raise DomainError(f"Không ghi được tệp neo {target}: {exc}") from None
+    print(f"Đã ghi mốc neo: bản ghi {anchor.seq} vào {target}.", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,12 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = user.add_parser("create", help="create a user")
     create.add_argument("username")
     create.add_argument("--full-name", default="")
-    create.add_argument("--password", help="(prompted when omitted)")
+    create.add_argument("--password", help="(prompted when omitted; visible to other local users)")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of standard input"
+    )
     create.add_argument("--role", action="append", help="ROLE@UNIT_CODE, e.g. admin@TW (repeatable)")
     create.set_defaults(func=cmd_user_create)
     passwd = user.add_parser("passwd", help="set a user's password")
     passwd.add_argument("username")
-    passwd.add_argument("--password", help="(prompted when omitted)")
+    passwd.add_argument("--password", help="(prompted when omitted; visible to other local users)")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of standard input"
+    )
     passwd.add_argument("--unlock", action="store_true", help="also unlock the account")
     passwd.set_defaults(func=cmd_user_passwd)
 
@@ -342,8 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     selfsigned.set_defaults(func=cmd_tls_selfsigned)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_command", required=True)
-    verify = audit.add_parser("verify", help="check the hash chain; exit 1 if anything was altered")
+    verify = audit.add_parser(
+        "verify",
+        help="check the hash chain and that the log holds the history of the data; "
+        "exit 0 intact, 1 altered or lost, 2 unreadable anchor",
+    )
+    verify.add_argument(
+        "--anchor", metavar="FILE", help="also prove the log still holds everything up to this anchor"
+    )
     verify.set_defaults(func=cmd_audit_verify)
+    anchor = audit.add_parser(
+        "anchor",
+        help="print the sealed head as a JSON anchor to keep off this host; exit 1 if the log does not verify",
+    )
+    anchor.add_argument("--output", "-o", metavar="FILE", help="write it to FILE (default: standard output)")
+    anchor.set_defaults(func=cmd_audit_anchor)
     return parser
 
 

@@ -20,6 +20,7 @@ from giaoban.context import AppContext, Tx
 from giaoban.org import accounts
 from giaoban.org.io import import_units
 from giaoban.org.models import Site, Unit, User
+from giaoban.org.units import root_unit
 
 DEMO_TSV = Path(__file__).parent / "data" / "units-2017.tsv"
 DEMO_EFFECTIVE = date(2017, 1, 1)
@@ -51,9 +52,7 @@ def load_demo(ctx: AppContext, password: str | None = None, tsv: Path = DEMO_TSV
     with ctx.db.session() as session:
         tx = Tx(session, ctx.audit, Actor.system("demo"))
         import_units(tx, tsv.read_bytes(), tsv.name, effective=DEMO_EFFECTIVE, with_sites=True)
-        root = (
-            session.execute(select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id)).scalars().first()
-        )
+        root = root_unit(session)  # the file's one unit without a parent (TW)
         assert root is not None
 
         planned: list[tuple[str, str, str, Unit, int | None, str]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from giaoban.cli import build_parser, main
         ["sites", "import", "f.csv"],
         ["sites", "export", "--format", "csv"],
         ["audit", "verify"],
+        ["audit", "verify", "--anchor", "neo.json"],
+        ["audit", "anchor", "--output", "neo.json"],
         ["loadtest", "media", "--sites", "3"],
     ],
 )
@@ -128,3 +131,60 @@ def test_a_nonsense_setting_is_named_without_a_traceback(
     err = capsys.readouterr().err
     assert f"Lỗi cấu hình {variable}:" in err and message in err and "Traceback" not in err
     assert not (tmp_path / "var").exists()  # nothing was set up
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(tmp_path: Path, *argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = {**os.environ, "GIAOBAN_DATA_DIR": str(tmp_path)}
+    env.pop("GIAOBAN_DATABASE_URL", None)
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "giaoban.cli", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def _password_ok(tmp_path: Path, username: str, password: str) -> bool:
+    from giaoban.db import Database
+    from giaoban.org import accounts
+
+    db = Database(f"sqlite:///{tmp_path / 'giaoban.sqlite3'}")
+    try:
+        with db.session() as session:
+            user = accounts.get_user_by_name(session, username)
+            return user is not None and accounts._verify_password(user.password_hash, password)
+    finally:
+        db.dispose()
+
+
+def test_user_create_without_a_terminal_reads_stdin_or_says_why_not(tmp_path: Path) -> None:
+    """No terminal: one line of standard input is the password; none at all is a clear error
+    (exit 2), never an EOFError traceback. With stdin empty, closed, or piped."""
+    import os
+
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    for how in ({"stdin": subprocess.DEVNULL}, {"input": "\n"}, {"preexec_fn": lambda: os.close(0)}):
+        r = _cli(tmp_path, "user", "create", "nguyenvana", **how)
+        assert r.returncode == 2, (how, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and "EOFError" not in r.stderr, r.stderr
+        assert "Không có mật khẩu" in r.stderr and "--password-stdin" in r.stderr, r.stderr
+    assert not _password_ok(tmp_path, "nguyenvana", "")
+
+    r = _cli(tmp_path, "user", "create", "nguyenvana", input="Mat-khau-dai-2025\n")
+    assert r.returncode == 0 and "Đã tạo người dùng nguyenvana" in r.stdout, r.stderr
+    assert _password_ok(tmp_path, "nguyenvana", "Mat-khau-dai-2025")
+    r = _cli(tmp_path, "user", "passwd", "nguyenvana", "--password-stdin", input="Mat-khau-moi-2026\r\n")
+    assert r.returncode == 0, r.stderr
+    assert _password_ok(tmp_path, "nguyenvana", "Mat-khau-moi-2026")
+    # A weak password is refused with the reason, exit 2, again without a traceback.
+    r = _cli(tmp_path, "user", "create", "tranthib", "--password-stdin", input="ngan\n")
+    assert r.returncode == 2 and "Mật khẩu phải có ít nhất" in r.stderr and "Traceback" not in r.stderr

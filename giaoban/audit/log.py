@@ -8,6 +8,13 @@ next entry's ``prev_hash`` and the id sequence, and a cut tail no longer matches
 The head does not hold the last entry's hash as such but a seal over it and the last id, keyed
 the same way: otherwise whoever cuts the tail could also set the head back to the new last entry
 (whose hash is in plain sight) and the cut would go unseen.
+
+A log wiped whole (every entry and the head) would look like a new installation's, so ``verify``
+also checks that the log holds the history of what the database holds: every unit, site and user
+has its creation entry (``ACCOUNTED``). And because the key lives on the same host as the database,
+whoever holds both could rewrite the whole chain; an *anchor* (``anchor``: the sealed head's
+sequence number and hash, as JSON) kept off that host proves, later, that the log still holds
+everything up to it unchanged (``verify(anchor=...)``).
 """
 
 from __future__ import annotations
@@ -20,13 +27,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 from sqlalchemy.orm import Session
 
 from giaoban.audit.models import AuditEntry, AuditHead
 from giaoban.db import utcnow
 
 GENESIS = "0" * 64
+ANCHOR_FORMAT = "giaoban-audit-anchor-v1"
+
+# Records whose creation is always audited: (creation action, entity type, table). A row of one of
+# these tables without its creation entry is data whose history is gone from the log.
+ACCOUNTED: tuple[tuple[str, str, str], ...] = (
+    ("unit.create", "unit", "units"),
+    ("site.create", "site", "sites"),
+    ("user.create", "user", "users"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,62 @@ def _entry_hash(key: bytes, entry: AuditEntry) -> str:
 
 def _head_seal(key: bytes, last_id: int, last_hash: str) -> str:
     return hmac.new(key, f"head\n{last_id}\n{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def _anchor_seal(key: bytes, seq: int, entry_hash: str, at: str) -> str:
+    return hmac.new(key, f"anchor\n{seq}\n{entry_hash}\n{at}".encode(), hashlib.sha256).hexdigest()
+
+
+class AnchorError(ValueError):
+    """An anchor file that cannot be read as one (not a proof either way)."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The log's head at one moment, to be kept away from the database: entry ``seq`` (the last one
+    then) had hash ``hash`` and was written at ``at``. ``seal`` ties the three to the installation."""
+
+    seq: int
+    hash: str
+    at: str
+    anchored_at: str
+    seal: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": ANCHOR_FORMAT,
+                "seq": self.seq,
+                "hash": self.hash,
+                "at": self.at,
+                "anchored_at": self.anchored_at,
+                "seal": self.seal,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Anchor:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise AnchorError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != ANCHOR_FORMAT:
+            raise AnchorError(f"not a {ANCHOR_FORMAT} file")
+        seq, entry_hash, at = data.get("seq"), data.get("hash"), data.get("at")
+        anchored_at, seal = data.get("anchored_at", ""), data.get("seal")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise AnchorError("'seq' must be a whole number")
+        for name, value in (("hash", entry_hash), ("seal", seal)):
+            if not isinstance(value, str) or len(value) != 64:
+                raise AnchorError(f"'{name}' must be 64 hexadecimal characters")
+        if not isinstance(at, str) or not isinstance(anchored_at, str):
+            raise AnchorError("'at' and 'anchored_at' must be texts")
+        return cls(seq=seq, hash=entry_hash, at=at, anchored_at=anchored_at, seal=seal)  # type: ignore[arg-type]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 class AuditLog:
@@ -159,9 +231,26 @@ class AuditLog:
         session.flush()
         return entries
 
-    def verify(self, session: Session, batch: int = 5000) -> VerifyReport:
-        """Walk the whole chain; report every break found."""
+    def anchor(self, session: Session) -> Anchor:
+        """The sealed head as an anchor: the last entry's number, hash and time (0 and the genesis
+        hash for an empty log). Anchor only a log that verifies: an anchor vouches for what it saw."""
+        head = session.get(AuditHead, 1)
+        seq, entry_hash, at = 0, GENESIS, ""
+        if head is not None and head.last_id:
+            entry = session.get(AuditEntry, head.last_id)
+            if entry is None:
+                raise AnchorError(f"the head names entry {head.last_id}, which is missing")
+            seq, entry_hash, at = entry.id, entry.hash, _iso(entry.at)
+        seal = _anchor_seal(self._key, seq, entry_hash, at)
+        return Anchor(seq=seq, hash=entry_hash, at=at, anchored_at=_iso(utcnow()), seal=seal)
+
+    def verify(self, session: Session, batch: int = 5000, anchor: Anchor | None = None) -> VerifyReport:
+        """Walk the whole chain; report every break found, data whose history is not in the log,
+        and (given an ``anchor``) anything the log lost or changed up to that anchor."""
         report = VerifyReport()
+        creations = {action: entity for action, entity, _ in ACCOUNTED}
+        created: dict[str, set[str]] = {entity: set() for _, entity, _ in ACCOUNTED}
+        anchored: AuditEntry | None = None
         expected_prev = GENESIS
         expected_id = 1
         last_id = 0
@@ -184,13 +273,31 @@ class AuditLog:
                     report.problems.append(f"entry {entry.id}: does not follow the previous entry")
                 if _entry_hash(self._key, entry) != entry.hash:
                     report.problems.append(f"entry {entry.id}: content does not match its hash")
+                if creations.get(entry.action) == entry.entity_type:
+                    created[entry.entity_type].add(entry.entity_id)
+                if anchor is not None and entry.id == anchor.seq:
+                    anchored = entry
                 expected_prev = entry.hash
                 expected_id = entry.id + 1
                 last_id = entry.id
             offset_id = rows[-1].id
+        held = self._unaccounted(session, created)
+        if held and not report.checked:
+            what = ", ".join(f"{n} {name}" for name, (n, _) in held.items())
+            report.problems.append(
+                f"the log is empty, but the database holds {what}: its history was removed"
+            )
+        else:
+            for name, (n, sample) in held.items():
+                report.problems.append(
+                    f"{n} {name} have no creation entry in the log (ids {', '.join(sample)}…): "
+                    "their history was removed"
+                )
+        if anchor is not None:
+            self._check_anchor(anchor, anchored, last_id, report)
         head = session.get(AuditHead, 1)
         if head is None:
-            if report.checked:
+            if report.checked or held:
                 report.problems.append("chain head is missing")
         else:
             if head.last_id != last_id:
@@ -201,11 +308,45 @@ class AuditLog:
                 report.problems.append(f"chain head does not seal entry {last_id}, the last one found")
         return report
 
+    @staticmethod
+    def _unaccounted(session: Session, created: dict[str, set[str]]) -> dict[str, tuple[int, list[str]]]:
+        """Per table, how many rows have no creation entry, and a few of their ids."""
+        out: dict[str, tuple[int, list[str]]] = {}
+        for _, entity, name in ACCOUNTED:
+            rows = table(name, column("id"))
+            ids = session.execute(select(rows.c.id).order_by(rows.c.id)).scalars()
+            missing = [str(i) for i in ids if str(i) not in created[entity]]
+            if missing:
+                out[name] = (len(missing), missing[:5])
+        return out
+
+    def _check_anchor(
+        self, anchor: Anchor, entry: AuditEntry | None, last_id: int, report: VerifyReport
+    ) -> None:
+        if not hmac.compare_digest(anchor.seal, _anchor_seal(self._key, anchor.seq, anchor.hash, anchor.at)):
+            report.problems.append("the anchor was not made by this installation (its seal does not match)")
+            return
+        if anchor.seq == 0:
+            return  # anchored an empty log: nothing to find
+        if entry is None:
+            report.problems.append(
+                f"entry {anchor.seq} of the anchor ({anchor.at}) is missing: the log holds entries up to "
+                f"{last_id} only, so it was cut or wiped after the anchor was taken"
+            )
+        elif entry.hash != anchor.hash or _iso(entry.at) != anchor.at:
+            report.problems.append(
+                f"entry {anchor.seq} is not the one anchored ({anchor.at}): the log up to the anchor was "
+                "rewritten"
+            )
+        else:
+            report.anchored = anchor.seq
+
 
 @dataclass
 class VerifyReport:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
+    anchored: int | None = None  # the anchor's entry, when the log was found to hold it unchanged
 
     @property
     def ok(self) -> bool:

@@ -7,13 +7,13 @@ principal's scope, so a user never sees a row outside the subtrees their roles c
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from giaoban.org.models import Role, Unit, User
+from giaoban.org.models import Role, RoleAssignment, Unit, User
 
 
 class Perm(enum.StrEnum):
@@ -74,11 +74,11 @@ class Principal:
     full_name: str = ""
     grants: list[Grant] = field(default_factory=list)
     ip: str = ""
-    # Paths of the organization's top-level units in effect: "the whole tree" is all of them.
-    top_paths: tuple[str, ...] = ()
+    # Path of the organization's root unit: "the whole organization" is its subtree.
+    root_path: str | None = None
 
     @classmethod
-    def from_user(cls, user: User, ip: str = "", top_paths: Sequence[str] = ()) -> Principal:
+    def from_user(cls, user: User, ip: str = "", root_path: str | None = None) -> Principal:
         grants = [
             Grant(Role(r.role), r.unit_id, r.unit.path, r.site_id)
             for r in user.roles
@@ -90,7 +90,7 @@ class Principal:
             full_name=user.full_name,
             grants=grants,
             ip=ip,
-            top_paths=tuple(top_paths),
+            root_path=root_path,
         )
 
     @property
@@ -126,27 +126,36 @@ class Principal:
         return any(True for _ in self._grants_for(perm))
 
     def is_global(self, perm: Perm) -> bool:
-        """Holds ``perm`` over the whole organization: a grant at every top-level unit in effect.
+        """Holds ``perm`` over the whole organization: a grant at its root unit.
 
-        A grant at one top-level unit of several covers that tree only; it does not make its holder
-        an administrator of the others (nor of what belongs to no tree: users without roles, the
-        audit trail, new top-level units).
+        Only that covers what belongs to no unit below the root: users without roles, the audit
+        trail, the root itself.
         """
-        if not self.top_paths:
-            return False
-        return all(self.can_unit(perm, top) for top in self.top_paths)
+        return self.root_path is not None and self.can_unit(perm, self.root_path)
 
     def can_unit_above(self, perm: Perm, unit_path: str) -> bool:
         """Holds ``perm`` over the unit from strictly above it: the unit lies inside a granted subtree
         but is not that subtree's own top. A grant's own unit defines its holder's scope, so its
         holder may work inside it but not rename, close or merge it away; that is for whoever is
-        scoped above. A top-level unit has nobody above it: the whole organization's holders may."""
-        if unit_path.count("/") == 2:
+        scoped above. The root has nobody above it: the whole organization's holders may."""
+        if unit_path == self.root_path or unit_path.count("/") == 2:
             return self.is_global(perm)
         return any(in_path(unit_path, p) and unit_path != p for p in self.unit_paths(perm))
 
 
-def top_unit_paths(session: Session) -> list[str]:
-    """Paths of the top-level units in effect today (the roots of the organization's trees)."""
-    stmt = select(Unit.path).where(Unit.parent_id.is_(None), Unit.valid_to.is_(None))
-    return list(session.execute(stmt).scalars())
+def root_admin_ids(session: Session) -> set[int]:
+    """Users who can administer the whole organization today: not locked, holding the admin role
+    at the root unit (not pinned to a site)."""
+    stmt = (
+        select(RoleAssignment.user_id)
+        .join(Unit, Unit.id == RoleAssignment.unit_id)
+        .join(User, User.id == RoleAssignment.user_id)
+        .where(
+            RoleAssignment.role == Role.admin.value,
+            RoleAssignment.site_id.is_(None),
+            Unit.parent_id.is_(None),
+            Unit.valid_to.is_(None),
+            User.is_locked.is_(False),
+        )
+    )
+    return set(session.execute(stmt).scalars())

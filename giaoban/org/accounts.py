@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, selectinload
 from giaoban.context import Tx
 from giaoban.db import utcnow
 from giaoban.errors import Conflict, DomainError, Forbidden, NotFound, Throttled, Unauthorized
-from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, User
-from giaoban.org.units import get_unit
+from giaoban.org.access import root_admin_ids
+from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, Unit, User
+from giaoban.org.units import get_unit, root_unit
 from giaoban.settings import Settings
 from giaoban.text import nfc, search_key
 
@@ -118,6 +119,37 @@ def _check_role_spec(session: Session, spec: RoleSpec) -> None:
             raise Conflict("Điểm cầu không thuộc đơn vị được giao.", code="invalid_role_site")
 
 
+def _is_last_root_admin(session: Session, user_id: int) -> bool:
+    return root_admin_ids(session) == {user_id}
+
+
+def _last_root_admin() -> Conflict:
+    return Conflict(
+        "Đây là quản trị viên cuối cùng của toàn hệ thống (vai trò quản trị tại đơn vị gốc) còn hoạt "
+        "động: hãy giao vai trò này cho một người khác trước.",
+        code="last_root_admin",
+    )
+
+
+def _keep_a_root_admin(session: Session, user: User, roles: Sequence[RoleSpec] | None, locked: bool) -> None:
+    """Refuse a change to ``user`` (new ``roles``, ``locked``) that would leave nobody active able to
+    administer the whole organization. Every path that revokes a role or disables an account ends
+    here, so no sequence of them can lock the organization out of itself. The root's row is locked
+    first, so two such changes at once (two admins locking each other) are decided one after the
+    other, the second seeing the first."""
+    session.execute(select(Unit.id).where(Unit.parent_id.is_(None)).with_for_update()).all()
+    if not _is_last_root_admin(session, user.id):
+        return
+    root = root_unit(session)
+    keeps = (
+        not locked
+        and root is not None
+        and any(s.role == Role.admin and s.unit_id == root.id and s.site_id is None for s in roles or ())
+    )
+    if not keeps:
+        raise _last_root_admin()
+
+
 def create_user(
     tx: Tx,
     *,
@@ -181,6 +213,7 @@ def set_roles(tx: Tx, user_id: int, roles: Sequence[RoleSpec]) -> User:
     user = get_user(tx.session, user_id)
     for spec in roles:
         _check_role_spec(tx.session, spec)
+    _keep_a_root_admin(tx.session, user, roles, user.is_locked)
     before = user_snapshot(user)
     wanted = {(s.role, s.unit_id, s.site_id) for s in roles}
     user.roles = [r for r in user.roles if (r.role, r.unit_id, r.site_id) in wanted]
@@ -196,6 +229,9 @@ def set_roles(tx: Tx, user_id: int, roles: Sequence[RoleSpec]) -> User:
 
 def set_locked(tx: Tx, user_id: int, locked: bool, reason: str = "") -> User:
     user = get_user(tx.session, user_id)
+    if locked:
+        current = [RoleSpec(r.role, r.unit_id, r.site_id) for r in user.roles]
+        _keep_a_root_admin(tx.session, user, current, locked=True)
     before = user_snapshot(user)
     user.is_locked = locked
     user.locked_reason = nfc(reason) if locked else ""
@@ -312,7 +348,13 @@ def login(
     if not ok or user is None:
         if user is not None:
             user.failed_logins += 1
-            if settings.lock_after_failures and user.failed_logins >= settings.lock_after_failures:
+            # Never the last administrator of the whole organization: that would lock everyone
+            # out of it (throttling still slows a guesser down).
+            if (
+                settings.lock_after_failures
+                and user.failed_logins >= settings.lock_after_failures
+                and not _is_last_root_admin(session, user.id)
+            ):
                 user.is_locked = True
                 user.locked_reason = "Khóa tự động: đăng nhập sai nhiều lần."
                 tx.record("user.lock", "user", user.id, after={"reason": user.locked_reason})

@@ -388,6 +388,8 @@ def _resolve_parents(
     active = [u for u in existing.values() if u.valid_to is None]
     anchored = unit_svc.anchored_since(session, active, effective) if active else set()
     allowed: dict[str | None, bool] = {}
+    # Only the first unit of an empty tree is the root; every other row names its parent.
+    roots_left = 0 if unit_svc.root_path(session) is not None else 1
 
     def may_create(parent: Unit | None) -> bool:
         key = parent.code if parent else None
@@ -397,8 +399,17 @@ def _resolve_parents(
 
     def top_ok(row: _UnitRow) -> bool:
         """The row's parent is not a row of the file: check it against the tree."""
+        nonlocal roots_left
         if not row.parent:
+            if roots_left == 0:
+                message = (
+                    "Thiếu mã đơn vị cấp trên: tổ chức chỉ có một đơn vị gốc, mỗi đơn vị khác "
+                    "phải có đơn vị cấp trên."
+                )
+                errors.append(RowError(row.line, message, "second_root"))
+                return False
             if may_create(None):
+                roots_left -= 1
                 return True
             errors.append(RowError(row.line, "Bạn không có quyền tạo đơn vị cấp cao nhất.", "forbidden"))
             return False

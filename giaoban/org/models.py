@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -43,6 +44,16 @@ class UnitKind(enum.StrEnum):
 
 class Unit(Base):
     __tablename__ = "units"
+    __table_args__ = (
+        # One root: at most one unit without a parent, ever (the root is never closed or moved).
+        Index(
+            "uq_units_single_root",
+            text("(parent_id IS NULL)"),
+            unique=True,
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)

@@ -113,7 +113,11 @@ class UnitCreate(BaseModel):
     code: Code
     name: Name
     kind: Kind
-    parent_id: Id | None = None
+    parent_id: Id | None = Field(
+        None,
+        description="The parent unit. The organization has exactly one root: without a parent the "
+        "request is refused (409 second_root).",
+    )
     effective: IsoDate | None = None
 
 
@@ -126,7 +130,10 @@ class UnitUpdate(BaseModel):
 
 class UnitMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    parent_id: Id | None
+    parent_id: Id | None = Field(
+        description="The new parent. Null (to the top) is refused (409 second_root), and the root "
+        "itself never moves (409 root_fixed)."
+    )
     effective: IsoDate | None = None
 
 

@@ -4,6 +4,12 @@ Every action writes new ``unit_versions`` rows instead of overwriting history, r
 ``unit_events`` row (and lineage for merges and splits), updates the current snapshot in ``units``
 and writes audit entries, all in the caller's transaction.
 
+The organization has exactly one root ("đơn vị gốc", the demo's ``TW``): the first unit created
+without a parent. Every other unit has a parent; no unit becomes a second root (created without a
+parent, moved to the top, split or merged at the top) and the root itself is never moved, merged,
+split or closed. "The whole organization" is the root's subtree, and a grant at the root covers it.
+The database holds the same rule (a unique index over the units without a parent).
+
 Changes may be back-dated, but never so as to rewrite history: a change effective on day D may not
 reach behind the latest version of any unit it re-paths or closes ("effective_before_history"),
 and a unit is only put under a parent that has stood at its present place every day since D
@@ -132,6 +138,36 @@ def get_unit(session: Session, unit_id: int) -> Unit:
     if unit is None:
         raise NotFound(f"Không có đơn vị mã số {unit_id}.", code="unit_not_found")
     return unit
+
+
+def root_unit(session: Session) -> Unit | None:
+    """The organization's root: the one unit without a parent (None before the first unit exists)."""
+    return session.execute(
+        select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id).limit(1)
+    ).scalar_one_or_none()
+
+
+def root_path(session: Session) -> str | None:
+    """The root's path ("/<id>/"): the whole organization's subtree."""
+    return session.execute(
+        select(Unit.path).where(Unit.parent_id.is_(None)).order_by(Unit.id).limit(1)
+    ).scalar_one_or_none()
+
+
+def second_root_error() -> Conflict:
+    return Conflict(
+        "Tổ chức chỉ có một đơn vị gốc: mỗi đơn vị khác phải có đơn vị cấp trên.", code="second_root"
+    )
+
+
+def _require_not_root(unit: Unit, what: str) -> None:
+    """Refuse to move, merge, split or close the root: it is where the whole organization hangs."""
+    if unit.parent_id is None:
+        raise Conflict(
+            f"Không thể {what} đơn vị gốc {unit.code}: mọi đơn vị khác và quyền quản trị toàn hệ thống "
+            "đều thuộc đơn vị này.",
+            code="root_fixed",
+        )
 
 
 def get_unit_by_code(session: Session, code: str) -> Unit | None:
@@ -351,7 +387,8 @@ def _check_name(name: str) -> str:
 @dataclass
 class UnitDraft:
     """A unit to create. Its parent is an existing unit (``parent_id``), or by code an earlier draft of
-    the same batch or an existing unit (``parent_code``); neither makes it a top-level unit."""
+    the same batch or an existing unit (``parent_code``); neither makes it the organization's root,
+    which only the first unit of an empty tree may be."""
 
     code: str
     name: str
@@ -414,6 +451,9 @@ def create_units(
                 raise NotFound(f"Không có đơn vị mã '{draft.parent_code}'.", code="unit_not_found")
         else:
             parents.append(None)
+    tops = sum(p is None for p in parents)
+    if tops and (tops > 1 or root_path(session) is not None):
+        raise second_root_error()
     existing = {p.id: p for p in parents if isinstance(p, Unit)}
     for old in existing.values():
         _require_active(old)
@@ -491,7 +531,7 @@ def create_unit(
     effective: date | None = None,
     kinds: Sequence[str] = BUILTIN_KINDS,
 ) -> Unit:
-    """Create one unit under an existing, active parent (or at the top), effective from a date."""
+    """Create one unit under an existing, active parent (or, in an empty tree, the root)."""
     draft = UnitDraft(code=code, name=name, kind=kind, parent_id=parent_id)
     return create_units(tx, [draft], effective=effective, kinds=kinds)[0]
 
@@ -557,6 +597,10 @@ def move_unit(tx: Tx, unit_id: int, *, new_parent_id: int | None, effective: dat
     effective = check_effective(effective)
     unit = get_unit(session, unit_id)
     _require_active(unit)
+    if unit.parent_id is not None and new_parent_id is None:
+        raise second_root_error()
+    if new_parent_id is not None:
+        _require_not_root(unit, "di chuyển")
     parent = None
     if new_parent_id is not None:
         parent = get_unit(session, new_parent_id)
@@ -577,6 +621,7 @@ def move_unit(tx: Tx, unit_id: int, *, new_parent_id: int | None, effective: dat
 
 
 def _close(tx: Tx, unit: Unit, effective: date, event: str) -> None:
+    _require_not_root(unit, "giải thể")
     before = snapshot(unit)
     current = _open_version(tx.session, unit)
     if effective < current.valid_from:
@@ -614,6 +659,7 @@ def close_unit(tx: Tx, unit_id: int, *, effective: date | None = None) -> Unit:
     effective = check_effective(effective)
     unit = get_unit(tx.session, unit_id)
     _require_active(unit)
+    _require_not_root(unit, "giải thể")
     if _active_children(tx.session, unit) or _live_sites(tx.session, unit):
         raise Conflict(
             "Đơn vị còn đơn vị cấp dưới hoặc điểm cầu; hãy chuyển hoặc sáp nhập trước khi giải thể.",
@@ -678,6 +724,7 @@ def merge_units(
     sources = [get_unit(session, i) for i in ids]
     for source in sources:
         _require_active(source)
+        _require_not_root(source, "sáp nhập")
     for a in sources:
         for b in sources:
             if a.id != b.id and b.path.startswith(a.path):
@@ -757,6 +804,7 @@ def split_unit(
     effective = check_effective(effective)
     source = get_unit(session, source_id)
     _require_active(source)
+    _require_not_root(source, "chia tách")
     # The parts start where the source stood on that day: it must have stood there since.
     _require_anchored(session, source, effective, "effective_before_history")
     if len(parts) < (1 if keep_source else 2):

@@ -15,8 +15,9 @@ from giaoban.audit.log import Actor
 from giaoban.context import AppContext, Tx
 from giaoban.errors import Forbidden, Unauthorized
 from giaoban.org import accounts
-from giaoban.org.access import Principal, top_unit_paths
+from giaoban.org.access import Principal
 from giaoban.org.models import AuthSession, RoleAssignment, User
+from giaoban.org.units import root_path
 
 SESSION_COOKIE = "gb_session"
 CSRF_HEADER = "x-csrf-token"
@@ -108,7 +109,7 @@ def resolve_caller(
         if user is None or user.is_locked or (user.must_change_password and not allow_must_change):
             return None
         accounts.touch(auth)
-        principal = Principal.from_user(user, ip=client_ip(request), top_paths=top_unit_paths(session))
+        principal = Principal.from_user(user, ip=client_ip(request), root_path=root_path(session))
         return Caller(principal=principal, auth=auth, user=user, via_cookie=via_cookie)
 
 

@@ -52,6 +52,7 @@ from giaoban.org.schemas import (
 )
 from giaoban.org.sites import CONTACT_FIELDS
 from giaoban.org.units import allowed_kinds
+from giaoban.text import TextError, clean_line
 from giaoban.web.api import auth as auth_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
@@ -656,6 +657,22 @@ def sites_page(
     return render(request, "sites.html", context, caller=caller)
 
 
+class FormValues(dict[str, Any]):
+    """The values a form shows: what was stored, then what was sent over it; a field the post left
+    out reads as "" (as a missing attribute in the template too), so re-showing a form with its
+    errors never depends on which fields the post carried. Every page form is filled from one."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def form_values(*layers: dict[str, Any] | None) -> FormValues:
+    values = FormValues()
+    for layer in layers:
+        values.update(layer or {})
+    return values
+
+
 def _site_page(
     request: Request, caller: Caller, site_id: int, *, error: str = "", form: dict[str, str] | None = None
 ) -> Response:
@@ -670,7 +687,7 @@ def _site_page(
     context = {
         "site": out,
         "editable": editable,
-        "form": form or {f: str(getattr(out, f)) for f in editable},
+        "form": form_values({f: str(getattr(out, f)) for f in editable}, form),
         "labels": FIELD_LABELS,
         "statuses": SITE_STATUS_LABELS_VI,
         "error": error,
@@ -768,7 +785,7 @@ def _new_user_page(
     context = {
         "roles": _role_choices(_),
         "units": _units(w, limit=500).items,
-        "form": form or {"must_change": "1"},
+        "form": form_values({"must_change": "1"} if form is None else form),
         "error": error,
     }
     return render(request, "user_new.html", context, caller=caller, status=status)
@@ -779,9 +796,23 @@ def new_user_page(request: Request, caller: SignedIn) -> Response:
     return _new_user_page(request, caller)
 
 
+def _typed_code(code: str) -> str | None:
+    """A code as typed into a form, or None if no code could look like it (it is then "not found",
+    never a query the database refuses)."""
+    try:
+        return clean_line(code, max_length=64)
+    except TextError:
+        return None
+
+
+def _shown_code(code: str) -> str:
+    return "".join(ch for ch in code if ch.isprintable()).strip()[:64]
+
+
 def _find_unit(w: Web, _: Translator, code: str) -> int:
-    code = code.strip()
-    for unit in _units(w, q=code, limit=50).items:
+    typed = _typed_code(code)
+    code = typed or _shown_code(code)
+    for unit in _units(w, q=typed, limit=50).items if typed else ():
         if unit.code == code:
             return unit.id
     message = _("Không tìm thấy đơn vị có mã “%(code)s” trong phạm vi của bạn.", code=code)
@@ -789,9 +820,14 @@ def _find_unit(w: Web, _: Translator, code: str) -> int:
 
 
 def _find_site(w: Web, _: Translator, code: str) -> int:
-    code = code.strip()
-    page = sites_api.list_sites(w, unit=None, under=None, status=None, q=code, limit=50, offset=0)
-    for site in page.items:
+    typed = _typed_code(code)
+    code = typed or _shown_code(code)
+    found = (
+        sites_api.list_sites(w, unit=None, under=None, status=None, q=typed, limit=50, offset=0).items
+        if typed
+        else []
+    )
+    for site in found:
         if site.code == code:
             return site.id
     message = _("Không tìm thấy điểm cầu có mã “%(code)s” trong phạm vi của bạn.", code=code)

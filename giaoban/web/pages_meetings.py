@@ -35,6 +35,7 @@ from giaoban.web.pages import (
     _int,
     _invalid,
     _Redirect,
+    form_values,
     render,
     translator,
 )
@@ -202,7 +203,7 @@ def _new_page(
     }
     context = {
         "c": choices,
-        "form": {**defaults, **(form or {})},
+        "form": form_values(defaults, form),
         "error": error,
         "unit_kinds": {k: _(UNIT_KIND_LABELS.get(k, k)) for k in choices.kinds},
         **_labels(_),

@@ -288,9 +288,10 @@ def test_caller_scope_refusals_are_row_errors(root: AppContext) -> None:
         "x.tsv",
         may_create_under=lambda parent: parent is not None and parent.code == "P1",
     )
-    assert errors_of(details) == [(3, "forbidden"), (5, "forbidden")]
+    # A row without a parent is never allowed once the root exists, whoever imports it.
+    assert errors_of(details) == [(3, "forbidden"), (5, "second_root")]
     hidden = rejected(root, import_units, data, "x.tsv", may_see=lambda unit: unit.code != "P2")
-    assert errors_of(hidden) == [(3, "unknown_parent")]
+    assert errors_of(hidden) == [(3, "unknown_parent"), (5, "second_root")]
 
 
 def test_many_errors_are_capped_with_the_total_in_the_message(
@@ -760,7 +761,7 @@ def test_api_import_is_limited_to_the_callers_subtrees(client: TestClient, demo:
     # 79 is out of the caller's sight: refused exactly as a code that does not exist.
     assert [(d["row"], d["code"]) for d in r.json()["error"]["details"]] == [
         (3, "unknown_parent"),
-        (5, "forbidden"),
+        (5, "second_root"),
     ]
     nowhere = client.post(
         "/api/v1/units/import", files=_upload("u.tsv", tsv("79-A\tQuận 1\tdistrict\tNOWHERE")), headers=h

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -197,15 +198,52 @@ def test_move_repaths_the_subtree_from_its_date(org: AppContext) -> None:
     assert set(tree(org, D2020, under_path=p2_path)) == {"P2", "D1", "D3", "C1"}
 
 
-def test_move_to_the_top_and_back(org: AppContext) -> None:
-    d1 = unit_id(org, "D1")
-    act(org, svc.move_unit, d1, new_parent_id=None, effective=D2020)
-    assert _parent(org, D2020, "D1") is None
-    act(org, svc.move_unit, d1, new_parent_id=unit_id(org, "P3"), effective=D2021)
-    assert [_parent(org, d, "D1") for d in (D2017, D2020, D2021)] == ["P1", None, "P3"]
+def test_the_root_is_the_only_unit_without_a_parent_and_it_stays_where_it_is(org: AppContext) -> None:
+    """One root: no second one by creating, moving, merging or splitting; the root never moves,
+    merges, splits or closes; and the database holds the same rule."""
+    tw, p1, d1 = unit_id(org, "TW"), unit_id(org, "P1"), unit_id(org, "D1")
     with org.db.session() as session:
-        for day in (D2017, D2020, D2021):
-            check_subtrees(session, day)
+        assert svc.root_unit(session) is not None and svc.root_unit(session).id == tw  # type: ignore[union-attr]
+        assert svc.root_path(session) == f"/{tw}/"
+    before = tree(org, date.today())
+    _refuses("second_root", svc.create_unit, org, code="TW2", name="Gốc hai", kind="central", parent_id=None)
+    _refuses(
+        "second_root",
+        svc.create_units,
+        org,
+        [svc.UnitDraft("A", "A", "province"), svc.UnitDraft("B", "B", "province", parent_code="A")],
+    )
+    _refuses("second_root", svc.move_unit, org, d1, new_parent_id=None, effective=D2020)
+    _refuses("second_root", svc.move_unit, org, p1, new_parent_id=None)
+    _refuses("root_fixed", svc.move_unit, org, tw, new_parent_id=p1)
+    _refuses("root_fixed", svc.close_unit, org, tw)
+    _refuses("root_fixed", svc.merge_units, org, source_ids=[tw], target_id=p1)
+    _refuses("root_fixed", svc.merge_units, org, source_ids=[tw], new_target=svc.NewUnit("M", "Mới"))
+    _refuses("root_fixed", svc.split_unit, org, tw, parts=[svc.SplitPart("S", "S")], keep_source=True)
+    assert tree(org, date.today()) == before
+    # Moving the root "to the top", where it is, changes nothing.
+    act(org, svc.move_unit, tw, new_parent_id=None)
+    assert tree(org, date.today()) == before
+    # Merging into the root and renaming it are ordinary changes.
+    act(org, svc.update_unit, tw, name="Trung ương Đảng")
+    act(org, svc.merge_units, source_ids=[unit_id(org, "P3")], target_id=tw)
+    # Behind the service, the database refuses a second unit without a parent too.
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), org.db.session() as session:
+        session.execute(Unit.__table__.update().where(Unit.id == p1).values(parent_id=None))
+
+
+def test_the_first_unit_of_an_empty_tree_is_the_root(ctx: AppContext) -> None:
+    _refuses(
+        "second_root",
+        svc.create_units,
+        ctx,
+        [svc.UnitDraft("A", "A", "central"), svc.UnitDraft("B", "B", "central")],
+    )
+    root = _create(ctx, "TW", "central", None)
+    with ctx.db.session() as session:
+        assert svc.root_path(session) == f"/{root}/"
 
 
 def test_move_refuses_cycles(org: AppContext) -> None:
@@ -635,3 +673,34 @@ def test_child_counts_follow_the_date(org: AppContext) -> None:
 def test_check_paths_helper_sees_the_whole_tree(org: AppContext) -> None:
     with org.db.session() as session:
         assert len(check_paths(session, D2017)) == 8
+
+
+def test_the_single_root_migration_refuses_a_database_with_several_roots(tmp_path: Path) -> None:
+    """0005 adds the one-root index; a database an older version left with several units at the
+    top is not changed but named, for an administrator to decide where each belongs."""
+    from sqlalchemy import create_engine, text
+
+    from giaoban.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(url, "0004")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for uid, code in ((1, "TW"), (2, "KHAC")):
+            conn.execute(
+                text(
+                    "INSERT INTO units (id, code, name, name_key, kind, parent_id, path, depth, valid_from,"
+                    " created_at, updated_at) VALUES (:id, :code, :code, :code, 'central', NULL, :path, 0,"
+                    " '2017-01-01', '2017-01-01', '2017-01-01')"
+                ),
+                {"id": uid, "code": code, "path": f"/{uid}/"},
+            )
+    with pytest.raises(RuntimeError, match="TW, KHAC"):
+        upgrade(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE units SET parent_id = 1, path = '/1/2/', depth = 1 WHERE id = 2"))
+    upgrade(url)
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    assert version >= "0005"

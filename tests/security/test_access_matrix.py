@@ -167,6 +167,20 @@ class AtRoot:
 
 
 @dataclass(frozen=True)
+class Never:
+    """What nobody may do: a second root, moving or closing the root. The whole organization's
+    administrators hear why (409), everyone else that it is not theirs to ask (403/404)."""
+
+    why: str
+
+    def holds(self, p: Policy, a: Actor) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return f"nobody ({self.why})"
+
+
+@dataclass(frozen=True)
 class AnyOf:
     needs: tuple[Need, ...]
 
@@ -297,7 +311,7 @@ class RosterEdit:
         return f"roster edit on unit {self.unit_id}"
 
 
-Need = OnUnit | OnSite | OnUser | AtRoot | AnyOf | InMeeting | ManageAt | RosterEdit
+Need = OnUnit | OnSite | OnUser | AtRoot | Never | AnyOf | InMeeting | ManageAt | RosterEdit
 
 
 @dataclass
@@ -460,7 +474,14 @@ def unit_create(parent: str | None) -> Callable[[World], Call]:
     def build(w: World) -> Call:
         body = {"code": f"N{w.seq()}", "name": "Đơn vị mới", "kind": "district"}
         if parent is None:
-            return Call("POST", "/api/v1/units", (AtRoot(UW),), json={**body, "parent_id": None}, ok=201)
+            # The organization has one root already: nobody makes a second one.
+            return Call(
+                "POST",
+                "/api/v1/units",
+                (Never("a second root"),),
+                json={**body, "parent_id": None},
+                refused=frozenset({403, 409}),
+            )
         pid = w.unit_id(parent)
         return Call(
             "POST",
@@ -494,6 +515,27 @@ def unit_move(where: str, to: str) -> Callable[[World], Call]:
             (OnUnit(UR, uid), OnUnit(UR, new_parent)),
             json={"parent_id": new_parent},
         )
+
+    return build
+
+
+def root_change(action: str) -> Callable[[World], Call]:
+    """Move the root under a province, move a province to the top, close or merge away the root,
+    split it: nobody may, whatever their role."""
+
+    def build(w: World) -> Call:
+        root, province = w.unit_id(ROOT), w.unit_id(OWN)
+        url, body = {
+            "move root": (f"/api/v1/units/{root}/move", {"parent_id": province}),
+            "move to top": (f"/api/v1/units/{w.new_unit(OWN)}/move", {"parent_id": None}),
+            "close root": (f"/api/v1/units/{root}/close", {}),
+            "merge root": ("/api/v1/units/merge", {"source_ids": [root], "target_id": province}),
+            "split root": (
+                f"/api/v1/units/{root}/split",
+                {"parts": [{"code": f"P{w.seq()}", "name": "Gốc thứ hai"}], "keep_source": True},
+            ),
+        }[action]
+        return Call("POST", url, (Never(action),), json=body, refused=frozenset({403, 404, 409}))
 
     return build
 
@@ -655,7 +697,7 @@ def unit_import(parent: str | None, with_sites: bool = False) -> Callable[[World
 
         needs: tuple[Need, ...]
         if parent is None:
-            needs = (AtRoot(UW), AtRoot(SW)) if with_sites else (AtRoot(UW),)
+            needs = (Never("a second root"),)  # refused for everyone, as a row error or a 403
             return upload("")
         pid = w.unit_id(parent)
         needs = (OnUnit(UW, pid), OnUnit(SW, pid)) if with_sites else (OnUnit(UW, pid),)
@@ -999,15 +1041,20 @@ ROUTES: dict[str, Route] = {
             "own": unit_move(OWN, OWN),
             "other": unit_move(OTHER, OTHER),
             "own into other": unit_move(OWN, OTHER),
+            "the root": root_change("move root"),
+            "to the top": root_change("move to top"),
         },
     ),
-    "POST /api/v1/units/{unit_id}/close": Route(WRITE, {"own": unit_close(OWN), "other": unit_close(OTHER)}),
+    "POST /api/v1/units/{unit_id}/close": Route(
+        WRITE, {"own": unit_close(OWN), "other": unit_close(OTHER), "the root": root_change("close root")}
+    ),
     "POST /api/v1/units/merge": Route(
         WRITE,
         {
             "own": unit_merge(OWN, OWN),
             "other": unit_merge(OTHER, OTHER),
             "own into other": unit_merge(OWN, OTHER),
+            "the root": root_change("merge root"),
         },
     ),
     "POST /api/v1/units/{unit_id}/split": Route(
@@ -1016,6 +1063,7 @@ ROUTES: dict[str, Route] = {
             "own": unit_split(OWN),
             "other": unit_split(OTHER),
             "own province (new part under root)": unit_split(None),
+            "the root": root_change("split root"),
         },
     ),
     "GET /api/v1/units/export": Route(

@@ -374,16 +374,21 @@ def trail(w: World) -> World:
 
 
 def run_verify(
-    ctx: AppContext, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], **env: str
+    ctx: AppContext,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
+    **env: str,
 ) -> tuple[int, str]:
-    """``giaoban audit verify`` against the test database; its exit code and its output."""
+    """``giaoban audit verify`` (or ``giaoban audit *argv``) against the test database; its exit
+    code and its output."""
     monkeypatch.setenv("GIAOBAN_DATABASE_URL", ctx.db.url)
     monkeypatch.setenv("GIAOBAN_SECRET_KEY", env.get("key", ctx.settings.resolved_secret_key))
     monkeypatch.setenv("GIAOBAN_DATA_DIR", str(ctx.settings.data_dir))
     get_settings.cache_clear()
     capsys.readouterr()
     try:
-        code = cli.main(["audit", "verify"])
+        code = cli.main(["audit", *(argv or ("verify",))])
     finally:
         get_settings.cache_clear()
     out = capsys.readouterr()
@@ -567,3 +572,188 @@ def test_a_fresh_log_verifies(ctx: AppContext) -> None:
     log = AuditLog(ctx.settings.resolved_secret_key)
     with ctx.db.session() as s:
         assert log.verify(s).ok and log.verify(s).checked == 0
+
+
+# --- a wiped log, and anchors kept off the database host ---------------------------------------------
+
+
+def _wipe_log(ctx: AppContext) -> None:
+    sql(ctx, "DELETE FROM audit_log")
+    sql(ctx, "DELETE FROM audit_head")
+
+
+def test_a_wiped_log_does_not_look_like_a_new_installation(
+    trail: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _wipe_log(trail.ctx)
+    code, output = run_verify(trail.ctx, monkeypatch, capsys)
+    assert code == 1, output
+    assert "the log is empty, but the database holds" in output and "units" in output, output
+    # Later writes start a fresh chain, which is sound in itself; the data's history is still gone.
+    admin = login(trail.client, "admin")
+    r = trail.client.patch(
+        f"/api/v1/sites/{trail.site_id('01')}", json={"contact_name": "Anh Nam"}, headers=admin
+    )
+    assert r.status_code == 200
+    code, output = run_verify(trail.ctx, monkeypatch, capsys)
+    assert code == 1, output
+    assert "units have no creation entry in the log" in output, output
+    assert "users have no creation entry in the log" in output, output
+
+
+def test_history_removed_for_one_record_is_found(trail: World) -> None:
+    """A creation entry removed and the chain sealed again by someone holding the key: the unit is
+    data without its history."""
+    with trail.ctx.db.session() as s:
+        unit = trail.unit_id("A1")
+        k = s.execute(
+            select(AuditEntry.id).where(AuditEntry.action == "unit.create", AuditEntry.entity_id == str(unit))
+        ).scalar_one()
+    _rewrite_from(trail.ctx, k, drop=True)
+    with trail.ctx.db.session() as s:
+        report = trail.ctx.audit.verify(s)
+    assert report.problems == [
+        f"1 units have no creation entry in the log (ids {unit}…): their history was removed"
+    ]
+
+
+def _rewrite_from(ctx: AppContext, k: int, *, drop: bool = False, edit: bool = False) -> None:
+    """What someone holding the installation key (it lives on the app's host) can do: drop or edit
+    entry ``k`` and re-chain, renumber and re-seal everything after it, so the log verifies."""
+    from giaoban.audit.log import _chain_key, _entry_hash, _head_seal
+
+    key = _chain_key(ctx.settings.resolved_secret_key)
+    with ctx.db.session() as s:
+        rows = s.execute(select(AuditEntry).where(AuditEntry.id >= k).order_by(AuditEntry.id)).scalars().all()
+        data = [
+            {
+                c: getattr(e, c)
+                for c in (
+                    "at",
+                    "actor_id",
+                    "actor",
+                    "ip",
+                    "action",
+                    "entity_type",
+                    "entity_id",
+                    "before",
+                    "after",
+                )
+            }
+            for e in rows
+        ]
+        prev = s.execute(select(AuditEntry.hash).where(AuditEntry.id == k - 1)).scalar_one()
+    sql(ctx, "DELETE FROM audit_log WHERE id >= :k", k=k)
+    if drop:
+        data = data[1:]
+    elif edit:
+        data[0]["actor"] = "nguoi-khac"
+    with ctx.db.session() as s:
+        next_id = k
+        for values in data:
+            entry = AuditEntry(id=next_id, prev_hash=prev, **values)
+            entry.hash = prev = _entry_hash(key, entry)
+            s.add(entry)
+            next_id += 1
+        head = s.get(AuditHead, 1)
+        assert head is not None
+        head.last_id = next_id - 1
+        head.last_hash = _head_seal(key, next_id - 1, prev)
+
+
+def _cut_after(ctx: AppContext, k: int) -> None:
+    """Cut the log after entry ``k`` and re-seal the head, with the key."""
+    from giaoban.audit.log import _chain_key, _head_seal
+
+    key = _chain_key(ctx.settings.resolved_secret_key)
+    sql(ctx, "DELETE FROM audit_log WHERE id > :k", k=k)
+    with ctx.db.session() as s:
+        last = s.get(AuditEntry, k)
+        head = s.get(AuditHead, 1)
+        assert last is not None and head is not None
+        head.last_id, head.last_hash = k, _head_seal(key, k, last.hash)
+
+
+def _contact_changes(w: World, n: int) -> None:
+    admin = login(w.client, "admin")
+    for i in range(n):
+        r = w.client.patch(
+            f"/api/v1/sites/{w.site_id('01')}", json={"contact_name": f"Chị Lan {i}"}, headers=admin
+        )
+        assert r.status_code == 200
+
+
+def test_an_anchor_proves_the_log_still_holds_everything_up_to_it(
+    trail: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _contact_changes(trail, 3)
+    anchor = tmp_path / "neo.json"
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "anchor", "--output", str(anchor))
+    assert code == 0, output
+    data = json.loads(anchor.read_text())
+    seq = chain_length(trail.ctx)
+    assert data["seq"] == seq and len(data["hash"]) == 64 and data["at"].endswith("Z")
+    # Printed to standard output too, the same head.
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "anchor")
+    assert code == 0 and json.loads(output)["hash"] == data["hash"]
+
+    # Intact, and intact with more written since.
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(anchor))
+    assert code == 0 and f"bản ghi {seq}" in output, output
+    _contact_changes(trail, 2)
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(anchor))
+    assert code == 0, output
+
+    # Cut back to before the anchor and re-sealed with the key: the log verifies on its own, not
+    # against the anchor.
+    _cut_after(trail.ctx, seq - 2)
+    code, output = run_verify(trail.ctx, monkeypatch, capsys)
+    assert code == 0, output
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(anchor))
+    assert code == 1, output
+    assert f"entry {seq} of the anchor" in output and "cut or wiped after the anchor" in output, output
+
+
+def test_an_anchor_shows_a_rewritten_past(
+    trail: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    anchor = tmp_path / "neo.json"
+    assert run_verify(trail.ctx, monkeypatch, capsys, "anchor", "-o", str(anchor))[0] == 0
+    seq = json.loads(anchor.read_text())["seq"]
+    _contact_changes(trail, 2)
+    _rewrite_from(trail.ctx, seq // 2, edit=True)
+    code, output = run_verify(trail.ctx, monkeypatch, capsys)
+    assert code == 0, output  # sound in itself: rewritten with the key
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(anchor))
+    assert code == 1 and f"entry {seq} is not the one anchored" in output, output
+    # And a wiped log fails against it as well.
+    _wipe_log(trail.ctx)
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(anchor))
+    assert code == 1 and f"entry {seq} of the anchor" in output, output
+
+
+def test_anchor_files_that_prove_nothing(
+    trail: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    anchor = tmp_path / "neo.json"
+    assert run_verify(trail.ctx, monkeypatch, capsys, "anchor", "-o", str(anchor))[0] == 0
+    data = json.loads(anchor.read_text())
+    # Made by another installation (or edited by hand): refused, exit 1.
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({**data, "seq": data["seq"] - 1}))
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(forged))
+    assert code == 1 and "was not made by this installation" in output, output
+    # Unreadable: exit 2 with the reason, no traceback.
+    for content in ("không phải JSON", "{}", json.dumps({**data, "seq": "7"})):
+        forged.write_text(content)
+        code, output = run_verify(trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(forged))
+        assert code == 2 and "Không đọc được tệp neo" in output and "Traceback" not in output, output
+    code, output = run_verify(
+        trail.ctx, monkeypatch, capsys, "verify", "--anchor", str(tmp_path / "none.json")
+    )
+    assert code == 2, output
+    # A log that does not verify is not anchored.
+    _delete_middle(trail.ctx)
+    other = tmp_path / "after-tampering.json"
+    code, output = run_verify(trail.ctx, monkeypatch, capsys, "anchor", "-o", str(other))
+    assert code == 1 and not other.exists() and "Không tạo mốc neo" in output, output

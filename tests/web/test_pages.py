@@ -659,3 +659,80 @@ def test_hostile_query_and_csrf_values_give_clean_answers(client: TestClient, de
     for path in ("/sites?q=ha%00noi", "/users?q=%00"):
         r = client.get(path, headers=HTML)
         assert r.status_code == 200, path
+
+
+# --- every page form, with fields missing or wrong ----------------------------------------------
+
+
+def test_site_form_with_an_invalid_field_and_no_status_shows_the_error(
+    client: TestClient, demo: Demo
+) -> None:
+    """The form is shown again with the reason and every field, whichever fields the post carried."""
+    csrf = sign_in(client, "admin")
+    sid = site_id(demo, "01")
+    for data in ({"name": ""}, {"name": "x" * 400}, {"tech_phone": "\x00"}, {}, {"status": "bogus"}):
+        r = client.post(f"/sites/{sid}", data={"csrf": csrf, **data}, headers=HTML, follow_redirects=False)
+        assert r.status_code in (303, 400), (data, r.status_code, r.text[:300])
+        if r.status_code == 400:
+            assert 'name="status"' in r.text, data
+            assert 'role="alert"' in r.text, data
+
+
+def _page_form_routes(client: TestClient) -> list[tuple[str, list[str]]]:
+    """Every page route that takes a form post, with its form fields (read from the app itself)."""
+    from fastapi import routing
+
+    app = client.app
+    routes = (
+        routing.iter_route_contexts(app.routes)  # type: ignore[attr-defined]
+        if hasattr(routing, "iter_route_contexts")
+        else app.routes  # type: ignore[attr-defined]
+    )
+    out = []
+    for route in routes:
+        original = getattr(route, "original_route", route)
+        path = route.path_format
+        if not isinstance(original, routing.APIRoute) or "POST" not in route.methods:
+            continue
+        if path.startswith(("/api/", "/internal/")):
+            continue
+        fields = [p.alias for p in original.dependant.body_params if p.alias != "csrf"]
+        out.append((path, fields))
+    return sorted(out)
+
+
+def test_every_page_form_with_fields_missing_or_wrong_gets_no_server_error(
+    client: TestClient, demo: Demo
+) -> None:
+    from tests.conference.test_techcheck import _meeting
+
+    meeting, _, _ = _meeting(demo)
+    target = user_by_name(demo, "chutri").id
+    ids = {"site_id": site_id(demo, "01"), "user_id": target, "meeting_id": meeting}
+    routes = _page_form_routes(client)
+    assert {"/sites/{site_id}", "/users", "/meetings/new", "/account/password"} <= {p for p, _ in routes}
+    wrong = ("", "\x00", "x" * 6000, "-1", "\ud800", "9" * 30)
+    problems = []
+    csrf = sign_in(client, "admin")
+    # The login forms last: their failed attempts count towards throttling the address.
+    for path, fields in sorted(routes, key=lambda r: (r[0].startswith("/login"), r[0])):
+        if path == "/logout":
+            continue
+        url = path.format(**ids)
+        posts: list[dict[str, str]] = [{}]
+        posts += [{name: value} for name in fields for value in wrong]
+        posts += [dict.fromkeys(fields, value) for value in wrong]
+        for data in posts:
+            token = field(client.get("/login", headers=HTML).text, "csrf") if path == "/login" else csrf
+            try:
+                r = client.post(url, data={"csrf": token, **data}, headers=HTML, follow_redirects=False)
+            except UnicodeEncodeError:
+                continue  # a lone surrogate cannot even be sent as a form
+            if r.status_code >= 500:
+                problems.append(f"{url} {sorted(data)} {[v[:10] for v in data.values()]}: {r.status_code}")
+            if (
+                not path.startswith("/login")
+                and client.get("/account", follow_redirects=False).status_code != 200
+            ):
+                csrf = sign_in(client, "admin")  # that post ended the session (a password, a lock)
+    assert not problems, "\n".join(problems)

@@ -184,10 +184,8 @@ def unit_history(w: Annotated[Web, Depends(web)], unit_id: PathId) -> UnitHistor
 def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
     with w.tx() as tx, tree_rules():
         if body.parent_id is None:
-            if not w.principal.is_global(Perm.unit_write):
-                raise Forbidden("Chỉ quản trị toàn hệ thống được tạo đơn vị cấp cao nhất.")
-        else:
-            readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
+            raise svc.second_root_error()  # the organization has its root; nobody makes another
+        readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
         unit = svc.create_unit(
             tx,
             code=body.code,
@@ -216,10 +214,7 @@ def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpda
 def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) -> UnitOut:
     with w.tx() as tx, tree_rules():
         changeable_unit(w, tx.session, unit_id)
-        if body.parent_id is None:
-            if not w.principal.is_global(Perm.unit_write):
-                raise Forbidden("Chỉ quản trị toàn hệ thống được đưa đơn vị lên cấp cao nhất.")
-        else:
+        if body.parent_id is not None:
             readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
         unit = svc.move_unit(tx, unit_id, new_parent_id=body.parent_id, effective=body.effective)
         return _out(unit, unit.code)
@@ -247,10 +242,7 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
             parent_id = body.new_target.parent_id
             if parent_id is None:
                 parent_id = readable_unit(w, tx.session, body.source_ids[0]).parent_id
-            if parent_id is None:
-                if not w.principal.is_global(Perm.unit_write):
-                    raise Forbidden("Chỉ quản trị toàn hệ thống được tạo đơn vị cấp cao nhất.")
-            else:
+            if parent_id is not None:  # None: the source is the root, which the domain refuses
                 readable_unit(w, tx.session, parent_id, Perm.unit_write)
         result = svc.merge_units(
             tx,
@@ -270,10 +262,7 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
 def split_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitSplit) -> ReorgOut:
     with w.tx() as tx, tree_rules():
         source = changeable_unit(w, tx.session, unit_id)
-        if source.parent_id is None:
-            if not w.principal.is_global(Perm.unit_write):
-                raise Forbidden("Chỉ quản trị toàn hệ thống được chia tách đơn vị cấp cao nhất.")
-        else:
+        if source.parent_id is not None:  # None: the root, which the domain refuses to split
             parent = svc.get_unit(tx.session, source.parent_id)
             if not w.principal.can_unit(Perm.unit_write, parent.path):
                 raise Forbidden("Các đơn vị mới sẽ thuộc cấp trên, nơi bạn không có quyền tạo đơn vị.")
