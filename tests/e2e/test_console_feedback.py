@@ -200,6 +200,11 @@ def test_console_room_and_control_room_give_clear_feedback(
             "() => document.getElementById('chat-form').getBoundingClientRect().bottom + window.scrollY"
         )
         assert bottom <= 768, f"the chat is below the fold of a 1366×768 screen: {bottom}"
+        # The host is missing: its notice heads the middle column, and the console stays one screenful
+        # (the columns scroll on their own, the page does not).
+        expect(chair.locator(".console-center #host-state")).to_be_visible()
+        height = chair.evaluate("() => document.documentElement.scrollHeight")
+        assert height <= 768, f"the console is taller than a 1366×768 screen: {height}"
         chair.evaluate("() => { document.getElementById('chat').scrollTop = 0; }")
         chair.wait_for_timeout(300)
         bots.call(codes["79"], "chat.send", text="Tin nhắn mới khi đang cuộn lên", to="all")

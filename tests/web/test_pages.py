@@ -261,12 +261,18 @@ def test_default_locale_comes_from_settings(client: TestClient, demo: Demo) -> N
 
 
 def test_english_catalog_covers_every_page_string() -> None:
-    """Every string the pages show has an English translation, with the same placeholders."""
+    """Every string the pages show has an English translation, with the same placeholders, and the
+    catalog keeps no entry that nothing shows any more."""
     path = i18n.catalog_path("en")
     with path.open("rb") as po:
         catalog = read_po(po, locale="en")
     # The same mapping as giaoban/web/locale/babel.cfg.
-    method_map = [("pages.py", "python"), ("i18n.py", "python"), ("templates/**.html", "jinja2")]
+    method_map = [
+        ("pages.py", "python"),
+        ("i18n.py", "python"),
+        ("pages_meetings.py", "python"),
+        ("templates/**.html", "jinja2"),
+    ]
     extracted = {
         message if isinstance(message, str) else message[0]
         for _file, _line, message, _comments, _context in extract_from_dir(str(WEB_DIR), method_map)
@@ -279,6 +285,10 @@ def test_english_catalog_covers_every_page_string() -> None:
     assert not missing, f"untranslated: {missing}"
     problems = [(m.id, errors) for m, errors in catalog.check() if errors]
     assert not problems
+    stale = sorted(
+        key for m in catalog if m.id and (key := m.id if isinstance(m.id, str) else m.id[0]) not in extracted
+    )
+    assert not stale, f"catalog entries no page uses any more (remove them): {stale}"
 
 
 def test_page_sources_are_nfc() -> None:
