@@ -116,6 +116,15 @@ def _xlsx(sheet: Sheet) -> bytes:
         return c
 
     if sheet.title:
+        # A report is printed: landscape, as wide as the page, the header row on every page.
+        header_row = len(sheet.subtitle) + 3
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = "9"  # A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.print_title_rows = f"{header_row}:{header_row}"
+        ws.freeze_panes = f"A{header_row + 1}"
         ws.append([cell(sheet.title, font=Font(bold=True, size=14))])
         for line in sheet.subtitle:
             ws.append([cell(line)])

@@ -61,7 +61,10 @@ def rejected(
     assert row_counts(ctx) == before
     assert err.value.status == 422 and err.value.code == "import_rejected"
     details: list[dict[str, Any]] = err.value.details
-    assert details and all({"row", "code", "message"} <= set(d) <= {"row", "code", "message", "column"} and d["message"] for d in details)
+    assert details and all(
+        {"row", "code", "message"} <= set(d) <= {"row", "code", "message", "column"} and d["message"]
+        for d in details
+    )
     return details
 
 
