@@ -80,8 +80,8 @@ UNIT_LIMITS = {"code": unit_svc.CODE_MAX, "name": unit_svc.NAME_MAX, "kind": uni
 SITE_LIMITS = {"code": site_svc.CODE_MAX, "unit": unit_svc.CODE_MAX, "status": 20, **site_svc.FIELD_LIMITS}
 # The error code of a refused cell: the existing per-field codes where there are some.
 CELL_CODES = {
-    "units": {"code": "invalid_unit_code", "name": "invalid_unit_name"},
-    "sites": {"code": "invalid_site_code", "name": "invalid_site_name"},
+    "units": {"code": "invalid_unit_code", "name": "invalid_unit_name", "kind": "invalid_unit_kind"},
+    "sites": {"code": "invalid_site_code", "name": "invalid_site_name", "unit": "unknown_unit"},
 }
 UNIT_WIDTHS = (14, 48, 14, 14, 12, 12)
 SITE_WIDTHS = (14, 14, 40, 30, 24, 16, 24, 16, 12)
@@ -223,7 +223,8 @@ def _read_text(data: bytes, delimiter: str) -> Table:
         for cells in reader:
             if len(rows) > MAX_ROWS:
                 raise _too_many_rows()
-            rows.append((start, cells[:MAX_COLUMNS]))
+            # A cell the export writer neutralised ("'=...") reads back as it was stored.
+            rows.append((start, [tabular.read_back(c) for c in cells[:MAX_COLUMNS]]))
             start = reader.line_num + 1  # a quoted cell may span several lines
     except csv.Error as exc:
         raise _file_error(f"Không đọc được tệp: {exc}.", "unreadable_file", reader.line_num) from exc
@@ -251,7 +252,7 @@ def _column_name(i: int) -> str:
 def _map_header(
     header: Sequence[str], columns: dict[str, tuple[str, ...]], required: Sequence[str], line: int
 ) -> dict[str, int]:
-    folded = [_fold(tabular.read_back(h)) for h in header]
+    folded = [_fold(h) for h in header]
     mapping: dict[str, int] = {}
     for name, aliases in columns.items():
         accepted = {_fold(a) for a in aliases}
@@ -284,12 +285,13 @@ def _records(
     limits: dict[str, int],
     kind: str,
     errors: list[RowError],
-) -> tuple[list[tuple[int, dict[str, str]]], set[int]]:
-    """Data rows as {column: text in its stored form}, and the lines with a refused cell.
+) -> tuple[list[tuple[int, dict[str, str]]], dict[int, set[str]]]:
+    """Data rows as {column: text in its stored form}, and for each line the columns refused.
 
     The first non-blank row is the header, blank lines are skipped. Every cell of a named column
-    goes through the text policy; a refused one is an error of its row and column (in ``errors``),
-    and its row is returned among the bad lines so that no further check repeats the complaint.
+    goes through the text policy (one line, not blank if the column is required, at most the
+    column's size); a refused one is an error of its row and column (in ``errors``), and is
+    returned so that no further check of that cell repeats the complaint.
     """
     body = [(line, cells) for line, cells in table if any(c.strip() for c in cells)]
     if not body:
@@ -298,20 +300,20 @@ def _records(
     mapping = _map_header(header, columns, required, header_line)
     codes = CELL_CODES[kind]
     records: list[tuple[int, dict[str, str]]] = []
-    bad: set[int] = set()
+    bad: dict[int, set[str]] = {}
     for line, cells in rows:
         rec: dict[str, str] = {}
         for name, i in mapping.items():
-            raw = tabular.read_back(cells[i]) if i < len(cells) else ""
+            raw = cells[i] if i < len(cells) else ""
             try:
-                rec[name] = clean_line(raw, max_length=limits[name], required=False)
+                rec[name] = clean_line(raw, max_length=limits[name], required=name in required)
             except TextError as exc:
                 label = header[i].strip() or _column_name(i)
                 code = codes.get(name) or ("field_too_long" if exc.code == "too_long" else "invalid_text")
                 message = f"Cột “{label}” (cột {_column_name(i)}): {exc.message[:1].lower()}{exc.message[1:]}"
                 errors.append(RowError(line, message, code, column=label))
                 rec[name] = nfc(raw)
-                bad.add(line)
+                bad.setdefault(line, set()).add(name)
         records.append((line, rec))
     return records, bad
 
@@ -373,27 +375,26 @@ def import_units(
     parsed: dict[str, _UnitRow] = {}
     for line, rec in records:
         code, name = rec["code"], rec["name"]
-        if line in bad:  # a refused cell, reported; its code still names a row of the file
-            if code:
-                first_line.setdefault(code, line)
-            continue
+        refused = bad.get(line, set())  # cells already reported (blank, too long, not text)
         before = len(errors)
-        if not code or len(code) > 32:
-            errors.append(RowError(line, "Mã đơn vị phải có từ 1 đến 32 ký tự.", "invalid_unit_code"))
+        if "code" in refused:
+            pass
         elif code in first_line:
             errors.append(RowError(line, f"Mã '{code}' trùng với dòng {first_line[code]}.", "duplicate_code"))
         elif code in in_db:
             errors.append(RowError(line, f"Mã '{code}' đã có trong hệ thống.", "unit_code_exists"))
         elif code in sites_in_db:
             errors.append(RowError(line, f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists"))
-        if not name or len(name) > 300:
-            errors.append(RowError(line, "Tên đơn vị phải có từ 1 đến 300 ký tự.", "invalid_unit_name"))
-        elif with_sites and len(SITE_NAME_PREFIX + name) > 300:
+        if (
+            "name" not in refused
+            and with_sites
+            and len(SITE_NAME_PREFIX + name) > site_svc.FIELD_LIMITS["name"]
+        ):
             errors.append(
                 RowError(line, "Tên đơn vị quá dài để đặt tên cho điểm cầu kèm theo.", "invalid_site_name")
             )
-        kind = kind_of.get(_fold(rec["kind"]))
-        if kind is None:
+        kind = None if "kind" in refused else kind_of.get(_fold(rec["kind"]))
+        if kind is None and "kind" not in refused:
             errors.append(
                 RowError(
                     line,
@@ -403,7 +404,7 @@ def import_units(
             )
         if code:
             first_line.setdefault(code, line)
-        if len(errors) == before and kind is not None:
+        if len(errors) == before and not refused and kind is not None:
             parsed[code] = _UnitRow(line, code, name, kind, rec.get("parent", ""))
     order = _resolve_parents(session, parsed, first_line, effective, may_create_under, may_see, errors)
     if errors:
@@ -556,34 +557,28 @@ def import_sites(
     drafts: list[site_svc.SiteDraft] = []
     statuses = {s.value for s in SiteStatus}
     for line, rec in records:
-        if line in bad:
-            if rec["code"]:
-                seen.setdefault(rec["code"], line)
-            continue
+        refused = bad.get(line, set())  # cells already reported (blank, too long, not text)
         before = len(errors)
 
         def err(message: str, code: str, line: int = line) -> None:
             errors.append(RowError(line, message, code))
 
         code = rec["code"]
-        if not code or len(code) > 40:
-            err("Mã điểm cầu phải có từ 1 đến 40 ký tự.", "invalid_site_code")
+        if "code" in refused:
+            pass
         elif code in seen:
             err(f"Mã '{code}' trùng với dòng {seen[code]}.", "duplicate_code")
         elif code in in_db:
             err(f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists")
-        if not rec["name"] or len(rec["name"]) > 300:
-            err("Tên điểm cầu phải có từ 1 đến 300 ký tự.", "invalid_site_name")
         status = rec.get("status") or SiteStatus.active.value
-        if status not in statuses:
+        if status not in statuses and "status" not in refused:
             err(f"Trạng thái '{status}' không hợp lệ ({', '.join(sorted(statuses))}).", "invalid_site_status")
-        for key, limit in site_svc.FIELD_LIMITS.items():
-            if key != "name" and len(rec.get(key, "")) > limit:
-                err(f"Trường {key} dài quá {limit} ký tự.", "field_too_long")
-        unit = units.get(rec["unit"])
+        unit = None if "unit" in refused else units.get(rec["unit"])
         if unit is not None and may_see is not None and not may_see(unit):
             unit = None
-        if unit is None:
+        if "unit" in refused:
+            pass
+        elif unit is None:
             err(f"Không tìm thấy đơn vị '{rec['unit']}'.", "unknown_unit")
         elif unit.valid_to is not None:
             err(f"Đơn vị '{rec['unit']}' đã giải thể.", "unit_closed")
@@ -594,7 +589,7 @@ def import_sites(
                 err(f"Bạn không có quyền tạo điểm cầu cho đơn vị '{rec['unit']}'.", "forbidden")
         if code:
             seen.setdefault(code, line)
-        if len(errors) == before and unit is not None:
+        if len(errors) == before and not refused and unit is not None:
             fields = {k: v for k, v in rec.items() if k not in ("code", "unit", "name")}
             fields["status"] = status
             drafts.append(site_svc.SiteDraft(code, unit.id, rec["name"], fields))

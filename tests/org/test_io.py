@@ -725,7 +725,12 @@ def test_api_import_rejection_shape(client: TestClient, demo: Demo) -> None:
     assert body["details"] == [
         {"row": 2, "code": "cycle", "message": body["details"][0]["message"]},
         {"row": 3, "code": "cycle", "message": body["details"][1]["message"]},
-        {"row": 4, "code": "invalid_unit_name", "message": body["details"][2]["message"]},
+        {
+            "row": 4,
+            "code": "invalid_unit_name",
+            "message": "Cột “name” (cột B): không được để trống.",
+            "column": "name",
+        },
     ]
     r = client.post("/api/v1/units/import", files=_upload("u.xlsx", b"not a workbook"), headers=h)
     assert r.status_code == 422 and r.json()["error"]["details"][0]["code"] == "unreadable_file"
