@@ -28,8 +28,13 @@ import unicodedata
 
 from giaoban.errors import DomainError
 
-# Refused everywhere: C0 (multi-line fields allow \t \n \r), DEL, C1, lone surrogates, U+FFFE/FFFF.
-_FORBIDDEN = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff\\ufffe\\uffff"
+# Refused everywhere: C0 (multi-line fields allow \t \n \r), DEL, C1, U+FFFE/FFFF, and lone
+# surrogates. A surrogate is not a Unicode character: a JSON Schema validator built on Unicode
+# scalar values (Rust's regex, ECMA-262 with the "u" flag) cannot even name one, and a pattern that
+# tries is not a regex to it. So the patterns leave them out and say exactly what is accepted of
+# every real text; the functions refuse a lone surrogate in any case.
+_FORBIDDEN = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufffe\\uffff"
+_SURROGATES = "\\ud800-\\udfff"
 # Refused in one-line fields only (multi-line fields read them as line breaks or tabs).
 _LINE_BREAKS = "\\t\\n\\r\\u2028\\u2029"
 # Spaces (Unicode Zs): trimmed at the ends, a run inside becomes one " ".
@@ -67,7 +72,7 @@ def text_pattern(*, required: bool) -> str:
     return f"^{_TEXT_CHAR}*{_VISIBLE}{_TEXT_CHAR}*{_END}" if required else f"^{_TEXT_CHAR}*{_END}"
 
 
-_FORBIDDEN_RE = re.compile(f"[{_FORBIDDEN}]")
+_FORBIDDEN_RE = re.compile(f"[{_FORBIDDEN}{_SURROGATES}]")
 _LINE_BREAK_RE = re.compile(f"[{_LINE_BREAKS}]")
 _SPACES_RE = re.compile(f"[{_SPACES}]+")
 _INVISIBLE_RE = re.compile(f"[{_INVISIBLE}{_JOINERS}]")
@@ -181,7 +186,7 @@ def check_text(
         raise _labelled(exc, label, field, code) from None
 
 
-_REFUSED_IN_LINE_RE = re.compile(f"[{_FORBIDDEN}{_LINE_BREAKS}]")
+_REFUSED_IN_LINE_RE = re.compile(f"[{_FORBIDDEN}{_SURROGATES}{_LINE_BREAKS}]")
 
 
 def searchable(value: str, *, max_length: int = 100) -> str:
