@@ -664,3 +664,48 @@ def test_hostile_text_through_the_websocket_then_attendance(world: World, live_m
     assert sheet[0][0] == f"Điểm danh hội nghị: {HOSTILE['hyperlink']}"
     row = next(r for r in sheet if r[1] == OWN)
     assert row[7] == f"{HOSTILE['dde']}, {HOSTILE['hyperlink']}"
+
+
+def test_hostile_text_through_the_cli(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``giaoban user create --full-name``: the command line is one more way in."""
+    from giaoban import cli
+
+    monkeypatch.setattr(cli, "_ctx", lambda: world.ctx)
+    field = Field(200, required=False)
+    for key, value in HOSTILE.items():
+        username = Seq.code("cli-")
+        before = world.snapshot()
+        code = cli.main(["user", "create", username, f"--full-name={value}", "--password=Mat-khau-dai-1234"])
+        out = capsys.readouterr()
+        expected = field.verdict(value)
+        if expected is None:
+            assert code == 2 and out.err.startswith("Lỗi: Họ tên: "), (key, out)
+            assert changed_tables(before, world.snapshot()) == [], key
+            continue
+        assert code == 0, (key, out)
+        with world.ctx.db.session() as s:
+            stored = s.execute(select(User.full_name).where(User.username == username)).scalar_one()
+        assert stored == expected, key
+
+
+def test_text_check_finds_what_an_older_version_stored(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``giaoban text check``: a database written before the policy may hold bad names (written
+    here behind the policy's back); the check lists each, exports still open."""
+    from giaoban import cli
+
+    monkeypatch.setattr(cli, "_ctx", lambda: world.ctx)
+    assert cli.main(["text", "check"]) == 0
+    assert "đều đúng" in capsys.readouterr().out
+    site, unit = world.new_site(OWN), world.new_unit(OWN)
+    with world.ctx.db.session() as s:
+        s.get(Site, site).name = "Phòng\x01họp"  # type: ignore[union-attr]
+        s.get(Unit, unit).name = "\u200b"  # type: ignore[union-attr]
+    assert cli.main(["text", "check"]) == 1
+    err = capsys.readouterr().err
+    assert f"sites.name (id {site}): Có ký tự điều khiển (U+0001)" in err
+    assert f"units.name (id {unit}): chưa ở dạng chuẩn" in err
+    check_exports(world)  # the old bad name does not break an export (U+FFFD in the XLSX)
