@@ -171,7 +171,7 @@ def create_meeting(tx: Tx, spec: MeetingSpec, scope_paths: Sequence[str] | None 
         status=MeetingStatus.scheduled.value,
         description=check_text(
             spec.description,
-            label="Mô tả",
+            label="Ghi chú",
             max_length=DESCRIPTION_MAX,
             field="description",
             code="invalid_description",

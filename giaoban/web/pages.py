@@ -144,6 +144,9 @@ FIELD_LABELS = {
     "tech_name": N_("Kỹ thuật viên"),
     "tech_phone": N_("Điện thoại kỹ thuật viên"),
     "status": N_("Trạng thái"),
+    "title": N_("Tên hội nghị"),
+    "description": N_("Ghi chú"),
+    "agenda": N_("Chương trình"),
 }
 
 
