@@ -6,8 +6,11 @@ caller gets one error per bad row, with the row's line number in the file. Only 
 written, through the same batch actions the API uses (``create_units`` / ``create_sites``).
 
 Files are read as text only: the header names the columns (English or Vietnamese, with or without
-diacritics); unknown columns are ignored. The ``valid_from`` / ``valid_to`` columns of an export say
-what the tree looked like; an import creates every unit effective from one date (``effective``).
+diacritics), each once; unknown columns are ignored. Every cell is one line under the text policy
+(``giaoban.text``); a refused cell is an error of its row and column. The ``valid_from`` /
+``valid_to`` columns of an export say what the tree looked like; an import creates every unit
+effective from one date (``effective``). Exports are written by ``giaoban.tabular`` (formulas
+neutralised), and read back by the imports.
 """
 
 from __future__ import annotations
@@ -75,8 +78,14 @@ SITE_EXPORT = (
     "status",
 )
 # Every cell read is one line under the text policy (giaoban.text), at most the size of the column
-# it fills; the export writer's neutralising apostrophe is taken off first (tabular.read_back).
-UNIT_LIMITS = {"code": unit_svc.CODE_MAX, "name": unit_svc.NAME_MAX, "kind": unit_svc.KIND_MAX, "parent": 32}
+# it fills. A CSV/TSV cell loses the apostrophe the export writer put before a formula character
+# first (tabular.read_back), so an export imports back unchanged.
+UNIT_LIMITS = {
+    "code": unit_svc.CODE_MAX,
+    "name": unit_svc.NAME_MAX,
+    "kind": unit_svc.KIND_MAX,
+    "parent": unit_svc.CODE_MAX,
+}
 SITE_LIMITS = {"code": site_svc.CODE_MAX, "unit": unit_svc.CODE_MAX, "status": 20, **site_svc.FIELD_LIMITS}
 # The error code of a refused cell: the existing per-field codes where there are some.
 CELL_CODES = {
