@@ -147,6 +147,21 @@ def cmd_tls_selfsigned(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_text_check(args: argparse.Namespace) -> int:
+    from giaoban.textcheck import unclean_text
+
+    ctx = _ctx()
+    with ctx.db.session() as session:
+        found = [str(u) for u in unclean_text(session)]
+    if not found:
+        print("Mọi tên và nội dung đã lưu đều đúng quy tắc văn bản.")
+        return 0
+    print(f"{len(found)} trường cần sửa (qua trang quản trị hoặc API):", file=sys.stderr)
+    for line in found:
+        print(f"  - {line}", file=sys.stderr)
+    return 1
+
+
 def _tx(ctx: AppContext, session: object) -> Tx:
     return Tx(session, ctx.audit, Actor.system(f"cli:{getpass.getuser()}"))  # type: ignore[arg-type]
 
@@ -376,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passwd.add_argument("--unlock", action="store_true", help="also unlock the account")
     passwd.set_defaults(func=cmd_user_passwd)
+
+    text = sub.add_parser("text", help="stored text").add_subparsers(dest="text_command", required=True)
+    check = text.add_parser("check", help="list stored names the text rules refuse; exit 1 if any")
+    check.set_defaults(func=cmd_text_check)
 
     for what in ("units", "sites"):
         group = sub.add_parser(what, help=f"{what} import/export").add_subparsers(

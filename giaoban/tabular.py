@@ -37,14 +37,27 @@ MEDIA_TYPES = {
 }
 
 
+def _formula_like(value: str) -> bool:
+    """Starts with a formula character, maybe after apostrophes (``=1``, ``'=1``, ``''=1``)."""
+    return value.lstrip("'").startswith(FORMULA_START)
+
+
 def neutralise(value: str) -> str:
-    """A text cell of a delimited file as a spreadsheet must read it: as text."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """A text cell of a delimited file as a spreadsheet must read it: as text. A text that already
+    starts with apostrophes before a formula character gets one more, so that ``read_back`` gives
+    it back whole."""
+    return "'" + value if _formula_like(value) else value
 
 
 def read_back(value: str) -> str:
     """The inverse of ``neutralise`` for a cell read from an imported file."""
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+    return value[1:] if value.startswith("'") and _formula_like(value) else value
+
+
+def _delimited(value: str) -> str:
+    """A carriage return in a cell would end the row (the writer quotes only ``\n``): a line break
+    inside a cell is ``\n``."""
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _writable(value: str) -> str:
@@ -87,7 +100,7 @@ def write(sheet: Sheet, fmt: str) -> bytes:
     lines.append(sheet.header)
     for row in (*lines, *sheet.rows, *sheet.footer):
         writer.writerow(
-            [neutralise(v) if isinstance(v, str) else _plain(v) for v in (_plain(c) for c in row)]
+            [_delimited(neutralise(v)) if isinstance(v, str) else v for v in (_plain(c) for c in row)]
         )
     data = buf.getvalue().encode("utf-8", "replace")
     # Excel reads a CSV without a byte-order mark in the local code page, garbling Vietnamese; with
@@ -116,6 +129,15 @@ def _xlsx(sheet: Sheet) -> bytes:
         return c
 
     if sheet.title:
+        # A report is printed: landscape, as wide as the page, the header row on every page.
+        header_row = len(sheet.subtitle) + 3
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = "9"  # A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.print_title_rows = f"{header_row}:{header_row}"
+        ws.freeze_panes = f"A{header_row + 1}"
         ws.append([cell(sheet.title, font=Font(bold=True, size=14))])
         for line in sheet.subtitle:
             ws.append([cell(line)])

@@ -26,8 +26,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Refused everywhere: C0 (multi-line fields allow \t \n \r), DEL, C1, lone surrogates, U+FFFE/FFFF.
-_FORBIDDEN = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff\\ufffe\\uffff"
+from giaoban.errors import DomainError
+
+# Refused everywhere: C0 (multi-line fields allow \t \n \r), DEL, C1, U+FFFE/FFFF, and lone
+# surrogates. A surrogate is not a Unicode character: a JSON Schema validator built on Unicode
+# scalar values (Rust's regex, ECMA-262 with the "u" flag) cannot even name one, and a pattern that
+# tries is not a regex to it. So the patterns leave them out and say exactly what is accepted of
+# every real text; the functions refuse a lone surrogate in any case.
+_FORBIDDEN = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufffe\\uffff"
+_SURROGATES = "\\ud800-\\udfff"
 # Refused in one-line fields only (multi-line fields read them as line breaks or tabs).
 _LINE_BREAKS = "\\t\\n\\r\\u2028\\u2029"
 # Spaces (Unicode Zs): trimmed at the ends, a run inside becomes one " ".
@@ -65,7 +72,7 @@ def text_pattern(*, required: bool) -> str:
     return f"^{_TEXT_CHAR}*{_VISIBLE}{_TEXT_CHAR}*{_END}" if required else f"^{_TEXT_CHAR}*{_END}"
 
 
-_FORBIDDEN_RE = re.compile(f"[{_FORBIDDEN}]")
+_FORBIDDEN_RE = re.compile(f"[{_FORBIDDEN}{_SURROGATES}]")
 _LINE_BREAK_RE = re.compile(f"[{_LINE_BREAKS}]")
 _SPACES_RE = re.compile(f"[{_SPACES}]+")
 _INVISIBLE_RE = re.compile(f"[{_INVISIBLE}{_JOINERS}]")
@@ -76,13 +83,15 @@ _LEADING_RE = re.compile(f"^[{_SPACES}\\t\\n{_JOINERS}]+")
 _VISIBLE_RE = re.compile(_VISIBLE)
 
 
-class TextError(ValueError):
-    """A text that the policy refuses; ``code`` is stable, ``str(exc)`` is the Vietnamese message."""
+class TextError(DomainError, ValueError):
+    """A text that the policy refuses; ``code`` is stable, ``str(exc)`` is the Vietnamese message.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    A ``DomainError`` (400 from the API, the message on a page's form, a line from the CLI) and a
+    ``ValueError`` (a Pydantic validator turns it into a validation error)."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, code=code, details={"field": field} if field else None)
+        self.field = field
 
 
 def _describe(ch: str) -> str:
@@ -135,6 +144,56 @@ def clean_text(value: str, *, max_length: int = 5000, required: bool = False) ->
     if _VISIBLE_RE.search(value) is None:
         value = ""
     return _finish(value, max_length=max_length, required=required)
+
+
+def _labelled(exc: TextError, label: str, field: str | None, code: str | None) -> TextError:
+    message = exc.message[:1].lower() + exc.message[1:]
+    error = TextError(code or exc.code, f"{label}: {message}", field=field)
+    error.details = {"field": field, "reason": exc.code}
+    return error
+
+
+def check_line(
+    value: str,
+    *,
+    label: str,
+    max_length: int = 300,
+    required: bool = True,
+    field: str | None = None,
+    code: str | None = None,
+) -> str:
+    """``clean_line`` for a named field: the message says which field (``label``, Vietnamese); the
+    error's ``code`` is ``code`` if given (``details.reason`` keeps the policy's own code)."""
+    try:
+        return clean_line(value, max_length=max_length, required=required)
+    except TextError as exc:
+        raise _labelled(exc, label, field, code) from None
+
+
+def check_text(
+    value: str,
+    *,
+    label: str,
+    max_length: int = 5000,
+    required: bool = False,
+    field: str | None = None,
+    code: str | None = None,
+) -> str:
+    """``clean_text`` for a named field."""
+    try:
+        return clean_text(value, max_length=max_length, required=required)
+    except TextError as exc:
+        raise _labelled(exc, label, field, code) from None
+
+
+_REFUSED_IN_LINE_RE = re.compile(f"[{_FORBIDDEN}{_SURROGATES}{_LINE_BREAKS}]")
+
+
+def searchable(value: str, *, max_length: int = 100) -> str:
+    """A search box's text in the one-line form; never refuses: what the policy refuses becomes a
+    space, and the text is cut to ``max_length``."""
+    value = _REFUSED_IN_LINE_RE.sub(" ", value[: max_length * 4])
+    return clean_line(value, max_length=len(value) + 1, required=False)[:max_length].rstrip(" ")
 
 
 def is_clean_line(value: str) -> bool:

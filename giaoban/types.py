@@ -71,8 +71,9 @@ def Text(max_length: int = 5000, *, required: bool = False) -> _Policy:
 
 
 # Secrets (passwords, codes) are compared, never shown or exported: any character a keyboard can
-# type, but no NUL (PostgreSQL text) and no lone surrogate (not encodable, so not hashable).
-SECRET_PATTERN = "^[^\\x00\\ud800-\\udfff]*(?![\\s\\S])"
+# type, but no NUL (PostgreSQL text) and no lone surrogate (not encodable, so not hashable). The
+# pattern names only the NUL: a surrogate is no Unicode character (see giaoban.text).
+SECRET_PATTERN = "^[^\\x00]*(?![\\s\\S])"
 
 
 def Secret(max_length: int = 200, *, min_length: int = 1) -> tuple[Any, Any]:

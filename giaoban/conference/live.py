@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from giaoban.conference.alerts import AlertBook, AlertError
+from giaoban.conference.attendance import partition
 from giaoban.conference.floor import FloorError, FloorState, RequestKind
 from giaoban.conference.order import order_ids
 from giaoban.conference.protocol import dumps
@@ -216,6 +217,7 @@ class LiveMeeting:
             "sites": {str(sid): s.to_json() for sid, s in self.sites.items()},
             "floor": self.floor_json(now),
             "chat": [m.to_json() for m in self.chat[-CHAT_IN_SNAPSHOT:]],
+            "roll_call": self.roll_call_json(),
         }
 
     def deltas_since(self, version: int) -> list[str] | None:
@@ -234,10 +236,12 @@ class LiveMeeting:
         return "live" if site.publishing else "connected"
 
     def roll_call(self) -> dict[str, int]:
-        counts = {"present": 0, "late": 0, "left": 0, "absent": 0}
-        for s in self.sites.values():
-            counts[s.attendance()] += 1
-        return counts
+        """The partition of the invited sites (giaoban.conference.attendance): each counted once."""
+        return partition(self.sites.values()).counts()
+
+    def roll_call_json(self) -> dict[str, int]:
+        """``invited`` and the count of each state: what the console shows (they add up)."""
+        return partition(self.sites.values()).to_json()
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -270,12 +274,14 @@ class LiveMeeting:
         return Applied(delta=self._delta(changes), floor_changed=True)
 
     def _site_delta(self, site: SiteLive, floor: FloorState | None, r: Record) -> Applied:
-        changes = [{"path": f"sites.{site.site_id}", "value": site.to_json()}]
-        if floor is not None and floor != self.floor:
+        changes: list[dict[str, Any]] = [{"path": f"sites.{site.site_id}", "value": site.to_json()}]
+        floor_changed = floor is not None and floor != self.floor
+        if floor is not None and floor_changed:
             self.floor = floor
             changes.append({"path": "floor", "value": self.floor_json(r.at)})
-            return Applied(delta=self._delta(changes), floor_changed=True)
-        return Applied(delta=self._delta(changes))
+        # A site's state may have moved from one roll-call count to another.
+        changes.append({"path": "roll_call", "value": self.roll_call_json()})
+        return Applied(delta=self._delta(changes), floor_changed=floor_changed)
 
     def _on_meeting_status(self, r: Record) -> Applied:
         self.status = str(r.data["status"])

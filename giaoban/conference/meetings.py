@@ -20,11 +20,15 @@ from giaoban.db import utcnow
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import Role, RoleAssignment, Site, SiteStatus, Unit, User
 from giaoban.org.units import in_any_subtree, subtree
-from giaoban.text import nfc, search_key
+from giaoban.text import check_line, check_text, search_key
 
 KINDS = ("briefing", "thematic", "training")
 KIND_LABELS_VI = {"briefing": "Giao ban định kỳ", "thematic": "Hội nghị chuyên đề", "training": "Tập huấn"}
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# Column sizes (Meeting.title, AgendaItem.title/presenter); the description is a paragraph.
+TITLE_MAX = 300
+PRESENTER_MAX = 200
+DESCRIPTION_MAX = 5000
 
 
 def to_utc_naive(value: datetime, tz: ZoneInfo = LOCAL_TZ) -> datetime:
@@ -134,9 +138,9 @@ def _has_role(session: Session, user_id: int, role: Role) -> bool:
 
 
 def _validate(session: Session, spec: MeetingSpec) -> tuple[str, datetime, datetime]:
-    title = nfc(spec.title)
-    if not title or len(title) > 300:
-        raise DomainError("Tên hội nghị phải có từ 1 đến 300 ký tự.", code="invalid_title")
+    title = check_line(
+        spec.title, label="Tên hội nghị", max_length=TITLE_MAX, field="title", code="invalid_title"
+    )
     if spec.kind not in KINDS:
         raise DomainError(f"Loại hội nghị phải là một trong: {', '.join(KINDS)}.", code="invalid_kind")
     starts, ends = to_utc_naive(spec.starts_at), to_utc_naive(spec.ends_at)
@@ -166,7 +170,13 @@ def create_meeting(tx: Tx, spec: MeetingSpec, scope_paths: Sequence[str] | None 
         title_key=search_key(title),
         kind=spec.kind,
         status=MeetingStatus.scheduled.value,
-        description=nfc(spec.description),
+        description=check_text(
+            spec.description,
+            label="Ghi chú",
+            max_length=DESCRIPTION_MAX,
+            field="description",
+            code="invalid_description",
+        ),
         starts_at=starts,
         ends_at=ends,
         owner_unit_id=spec.owner_unit_id,
@@ -176,7 +186,20 @@ def create_meeting(tx: Tx, spec: MeetingSpec, scope_paths: Sequence[str] | None 
         created_by=tx.actor.user_id,
     )
     meeting.agenda = [
-        AgendaItem(position=i, title=nfc(a.title), presenter=nfc(a.presenter), minutes=a.minutes)
+        AgendaItem(
+            position=i,
+            title=check_line(
+                a.title, label=f"Nội dung {i} của chương trình", max_length=TITLE_MAX, code="invalid_agenda"
+            ),
+            presenter=check_line(
+                a.presenter,
+                label=f"Người trình bày nội dung {i}",
+                max_length=PRESENTER_MAX,
+                required=False,
+                code="invalid_agenda",
+            ),
+            minutes=a.minutes,
+        )
         for i, a in enumerate(spec.agenda, start=1)
     ]
     meeting.invitations = [Invitation(site_id=s) for s in sorted(sites)]

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from giaoban.text import nfc
+from giaoban.types import Line, Text
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # an SDP offer with simulcast is ~6 KB
@@ -94,20 +94,19 @@ class FloorConfig(_Msg):
 class CheckIn(_Msg):
     type: Literal["checkin"]
     delegates: int = Field(ge=0, le=10_000)
-    names: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=500
-    )
+    # One line each under the text policy (giaoban.text), the size of RosterEntry.full_name.
+    names: list[Annotated[str, Line(200, required=False)]] = Field(default_factory=list, max_length=500)
 
     @field_validator("names")
     @classmethod
-    def _stored_form(cls, names: list[str]) -> list[str]:
-        """Names as the rest of the app stores them (NFC, spaces collapsed); blank ones dropped."""
-        return [n for n in (nfc(name) for name in names) if n]
+    def _no_blank(cls, names: list[str]) -> list[str]:
+        """Blank names (nothing visible once cleaned) are dropped."""
+        return [n for n in names if n]
 
 
 class ChatSend(_Msg):
     type: Literal["chat.send"]
-    text: str = Field(min_length=1, max_length=2000)
+    text: Annotated[str, Text(2000, required=True)]  # a paragraph: line breaks kept
     to: Literal["all", "control"] | int = "all"
 
 
@@ -245,7 +244,8 @@ def parse(raw: str | bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-        raise ProtocolError("invalid", f"Trường '{where}' không hợp lệ: {first['msg']}.", msg_id) from exc
+        why = str(first["msg"]).removeprefix("Value error, ")
+        raise ProtocolError("invalid", f"Trường '{where}' không hợp lệ: {why}", msg_id) from exc
 
 
 def dumps(message: dict[str, Any]) -> str:

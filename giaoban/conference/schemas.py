@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
+
+from giaoban.types import Description, Line, Title
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 MeetingKind = Literal["briefing", "thematic", "training"]
 Status = Literal["scheduled", "open", "live", "ended", "cancelled"]
 
@@ -16,7 +17,7 @@ Status = Literal["scheduled", "open", "live", "ended", "cancelled"]
 class AgendaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Title
-    presenter: Annotated[str, StringConstraints(max_length=200)] = ""
+    presenter: Annotated[str, Line(200, required=False)] = ""
     minutes: Annotated[int, Field(ge=1, le=600)] | None = None
 
 
@@ -24,16 +25,14 @@ class InviteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site_ids: list[Id] = Field(default_factory=list, max_length=5000)
     under_unit_ids: list[Id] = Field(default_factory=list, max_length=100)
-    unit_kinds: list[Annotated[str, StringConstraints(max_length=40)]] = Field(
-        default_factory=list, max_length=20
-    )
+    unit_kinds: list[Annotated[str, Line(40)]] = Field(default_factory=list, max_length=20)
 
 
 class MeetingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Title
     kind: MeetingKind = "briefing"
-    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    description: Description = ""
     starts_at: datetime = Field(description="Local time (Asia/Ho_Chi_Minh) unless an offset is given")
     ends_at: datetime
     owner_unit_id: Id

@@ -16,11 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from giaoban.conference.live import LiveError, Record
 from giaoban.errors import Conflict, DomainError
 from giaoban.media.client import JanusClientError, JanusHandle, JanusSession, JsonDict
+from giaoban.types import Line
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ REQUEST_TEXT = (
     "Phòng điều hành đề nghị điểm cầu kiểm tra kỹ thuật: bấm “Kiểm tra kỹ thuật” ở đầu trang phòng họp."
 )
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+Reason = Annotated[str, Line(300, required=False)]
 
 
 class TechCheckIn(BaseModel):

@@ -27,7 +27,7 @@ from giaoban.org.access import root_admin_ids
 from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, Unit, User
 from giaoban.org.units import get_unit, root_unit
 from giaoban.settings import Settings
-from giaoban.text import nfc, search_key
+from giaoban.text import check_line, search_key
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -51,6 +51,18 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# The column sizes of User; each is one line under giaoban.text's policy, and may be blank.
+USER_FIELDS = {"full_name": ("Họ tên", 200), "email": ("Thư điện tử", 200), "phone": ("Điện thoại", 50)}
+LOCK_REASON_MAX = 200
+
+
+def _user_field(key: str, value: Any) -> str:
+    label, limit = USER_FIELDS[key]
+    return check_line(
+        str(value), label=label, max_length=limit, required=False, field=key, code="invalid_user_field"
+    )
 
 
 def user_snapshot(user: User) -> dict[str, Any]:
@@ -176,14 +188,17 @@ def create_user(
         check_password_strength(password, username)
     elif not password:
         raise DomainError("Mật khẩu không được để trống.", code="weak_password")
+    full_name = _user_field("full_name", full_name)
+    email = _user_field("email", email)
+    phone = _user_field("phone", phone)
     for spec in roles:
         _check_role_spec(session, spec)
     user = User(
         username=username,
-        full_name=nfc(full_name),
+        full_name=full_name,
         full_name_key=search_key(full_name),
-        email=email.strip(),
-        phone=phone.strip(),
+        email=email,
+        phone=phone,
         password_hash=password_hash or hash_password(password),
         password_changed_at=utcnow(),
         must_change_password=must_change_password,
@@ -200,7 +215,7 @@ def update_user(tx: Tx, user_id: int, **fields: Any) -> User:
     before = user_snapshot(user)
     for key in ("full_name", "email", "phone"):
         if fields.get(key) is not None:
-            value = nfc(fields[key]) if key == "full_name" else str(fields[key]).strip()
+            value = _user_field(key, fields[key])
             setattr(user, key, value)
             if key == "full_name":
                 user.full_name_key = search_key(value)
@@ -234,7 +249,11 @@ def set_locked(tx: Tx, user_id: int, locked: bool, reason: str = "") -> User:
         _keep_a_root_admin(tx.session, user, current, locked=True)
     before = user_snapshot(user)
     user.is_locked = locked
-    user.locked_reason = nfc(reason) if locked else ""
+    user.locked_reason = (
+        check_line(reason, label="Lý do khóa", max_length=LOCK_REASON_MAX, required=False, field="reason")
+        if locked
+        else ""
+    )
     if not locked:
         user.failed_logins = 0
     if locked:

@@ -6,13 +6,15 @@ caller gets one error per bad row, with the row's line number in the file. Only 
 written, through the same batch actions the API uses (``create_units`` / ``create_sites``).
 
 Files are read as text only: the header names the columns (English or Vietnamese, with or without
-diacritics); unknown columns are ignored. The ``valid_from`` / ``valid_to`` columns of an export say
-what the tree looked like; an import creates every unit effective from one date (``effective``).
+diacritics), each once; unknown columns are ignored. Every cell is one line under the text policy
+(``giaoban.text``); a refused cell is an error of its row and column. The ``valid_from`` /
+``valid_to`` columns of an export say what the tree looked like; an import creates every unit
+effective from one date (``effective``). Exports are written by ``giaoban.tabular`` (formulas
+neutralised), and read back by the imports.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import zipfile
@@ -21,18 +23,19 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.cell import WriteOnlyCell
+from openpyxl import load_workbook
 from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from giaoban import tabular
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError
 from giaoban.org import sites as site_svc
 from giaoban.org import units as unit_svc
 from giaoban.org.models import Site, SiteStatus, Unit
-from giaoban.text import nfc, search_key
+from giaoban.tabular import FORMATS
+from giaoban.text import TextError, clean_line, nfc, search_key
 
 MAX_ROWS = 50_000
 MAX_BYTES = 20 * 1024 * 1024
@@ -74,12 +77,23 @@ SITE_EXPORT = (
     "tech_phone",
     "status",
 )
-FORMATS = ("tsv", "csv", "xlsx")
-MEDIA_TYPES = {
-    "tsv": "text/tab-separated-values",
-    "csv": "text/csv",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+# Every cell read is one line under the text policy (giaoban.text), at most the size of the column
+# it fills. A CSV/TSV cell loses the apostrophe the export writer put before a formula character
+# first (tabular.read_back), so an export imports back unchanged.
+UNIT_LIMITS = {
+    "code": unit_svc.CODE_MAX,
+    "name": unit_svc.NAME_MAX,
+    "kind": unit_svc.KIND_MAX,
+    "parent": unit_svc.CODE_MAX,
 }
+SITE_LIMITS = {"code": site_svc.CODE_MAX, "unit": unit_svc.CODE_MAX, "status": 20, **site_svc.FIELD_LIMITS}
+# The error code of a refused cell: the existing per-field codes where there are some.
+CELL_CODES = {
+    "units": {"code": "invalid_unit_code", "name": "invalid_unit_name", "kind": "invalid_unit_kind"},
+    "sites": {"code": "invalid_site_code", "name": "invalid_site_name", "unit": "unknown_unit"},
+}
+UNIT_WIDTHS = (14, 48, 14, 14, 12, 12)
+SITE_WIDTHS = (14, 14, 40, 30, 24, 16, 24, 16, 12)
 
 
 @dataclass
@@ -87,9 +101,13 @@ class RowError:
     row: int  # 1-based line (TSV/CSV) or row (XLSX) of the file, header included; 0 = the whole file
     message: str
     code: str = ""
+    column: str = ""  # the header of the column at fault, as the file spells it ("" = the row)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "code": self.code, "message": self.message}
+        out: dict[str, Any] = {"row": self.row, "code": self.code, "message": self.message}
+        if self.column:
+            out["column"] = self.column
+        return out
 
 
 @dataclass
@@ -214,7 +232,8 @@ def _read_text(data: bytes, delimiter: str) -> Table:
         for cells in reader:
             if len(rows) > MAX_ROWS:
                 raise _too_many_rows()
-            rows.append((start, cells[:MAX_COLUMNS]))
+            # A cell the export writer neutralised ("'=...") reads back as it was stored.
+            rows.append((start, [tabular.read_back(c) for c in cells[:MAX_COLUMNS]]))
             start = reader.line_num + 1  # a quoted cell may span several lines
     except csv.Error as exc:
         raise _file_error(f"Không đọc được tệp: {exc}.", "unreadable_file", reader.line_num) from exc
@@ -229,6 +248,16 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def _column_name(i: int) -> str:
+    """The spreadsheet's name of the ``i``-th column (0 → A, 26 → AA)."""
+    name = ""
+    i += 1
+    while i:
+        i, rest = divmod(i - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
 def _map_header(
     header: Sequence[str], columns: dict[str, tuple[str, ...]], required: Sequence[str], line: int
 ) -> dict[str, int]:
@@ -237,8 +266,17 @@ def _map_header(
     for name, aliases in columns.items():
         accepted = {_fold(a) for a in aliases}
         for i, h in enumerate(folded):
-            if h in accepted and name not in mapping:
-                mapping[name] = i
+            if h not in accepted:
+                continue
+            if name in mapping:
+                first = mapping[name]
+                raise _file_error(
+                    f"Cột “{header[first].strip()}” (cột {_column_name(first)}) và cột “{header[i].strip()}” "
+                    f"(cột {_column_name(i)}) cùng là {name}: dòng tiêu đề chỉ được có một cột như vậy.",
+                    "duplicate_column",
+                    line,
+                )
+            mapping[name] = i
     missing = [c for c in required if c not in mapping]
     if missing:
         raise _file_error(
@@ -250,18 +288,43 @@ def _map_header(
 
 
 def _records(
-    table: Table, columns: dict[str, tuple[str, ...]], required: Sequence[str]
-) -> list[tuple[int, dict[str, str]]]:
-    """Data rows as {column: NFC text}; the first non-blank row is the header, blank lines are skipped."""
+    table: Table,
+    columns: dict[str, tuple[str, ...]],
+    required: Sequence[str],
+    limits: dict[str, int],
+    kind: str,
+    errors: list[RowError],
+) -> tuple[list[tuple[int, dict[str, str]]], dict[int, set[str]]]:
+    """Data rows as {column: text in its stored form}, and for each line the columns refused.
+
+    The first non-blank row is the header, blank lines are skipped. Every cell of a named column
+    goes through the text policy (one line, not blank if the column is required, at most the
+    column's size); a refused one is an error of its row and column (in ``errors``), and is
+    returned so that no further check of that cell repeats the complaint.
+    """
     body = [(line, cells) for line, cells in table if any(c.strip() for c in cells)]
     if not body:
         raise _file_error("Tệp rỗng.", "empty")
     (header_line, header), rows = body[0], body[1:]
     mapping = _map_header(header, columns, required, header_line)
-    return [
-        (line, {name: nfc(cells[i]) if i < len(cells) else "" for name, i in mapping.items()})
-        for line, cells in rows
-    ]
+    codes = CELL_CODES[kind]
+    records: list[tuple[int, dict[str, str]]] = []
+    bad: dict[int, set[str]] = {}
+    for line, cells in rows:
+        rec: dict[str, str] = {}
+        for name, i in mapping.items():
+            raw = cells[i] if i < len(cells) else ""
+            try:
+                rec[name] = clean_line(raw, max_length=limits[name], required=name in required)
+            except TextError as exc:
+                label = header[i].strip() or _column_name(i)
+                code = codes.get(name) or ("field_too_long" if exc.code == "too_long" else "invalid_text")
+                message = f"Cột “{label}” (cột {_column_name(i)}): {exc.message[:1].lower()}{exc.message[1:]}"
+                errors.append(RowError(line, message, code, column=label))
+                rec[name] = nfc(raw)
+                bad.setdefault(line, set()).add(name)
+        records.append((line, rec))
+    return records, bad
 
 
 def _kind_lookup(kinds: Sequence[str]) -> dict[str, str]:
@@ -308,10 +371,11 @@ def import_units(
     nothing is written.
     """
     effective = unit_svc.check_effective(effective)
-    records = _records(read_table(data, filename, fmt), UNIT_COLUMNS, ("code", "name", "kind"))
-    report = ImportReport(kind="units", rows=len(records), dry_run=dry_run)
+    errors: list[RowError] = []
+    table = read_table(data, filename, fmt)
+    records, bad = _records(table, UNIT_COLUMNS, ("code", "name", "kind"), UNIT_LIMITS, "units", errors)
+    report = ImportReport(kind="units", rows=len(records), dry_run=dry_run, errors=errors)
     session = tx.session
-    errors = report.errors
     kind_of = _kind_lookup(kinds)
     codes = [rec["code"] for _, rec in records]
     in_db = unit_svc.units_by_code(session, codes)
@@ -320,23 +384,26 @@ def import_units(
     parsed: dict[str, _UnitRow] = {}
     for line, rec in records:
         code, name = rec["code"], rec["name"]
+        refused = bad.get(line, set())  # cells already reported (blank, too long, not text)
         before = len(errors)
-        if not code or len(code) > 32:
-            errors.append(RowError(line, "Mã đơn vị phải có từ 1 đến 32 ký tự.", "invalid_unit_code"))
+        if "code" in refused:
+            pass
         elif code in first_line:
             errors.append(RowError(line, f"Mã '{code}' trùng với dòng {first_line[code]}.", "duplicate_code"))
         elif code in in_db:
             errors.append(RowError(line, f"Mã '{code}' đã có trong hệ thống.", "unit_code_exists"))
         elif code in sites_in_db:
             errors.append(RowError(line, f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists"))
-        if not name or len(name) > 300:
-            errors.append(RowError(line, "Tên đơn vị phải có từ 1 đến 300 ký tự.", "invalid_unit_name"))
-        elif with_sites and len(SITE_NAME_PREFIX + name) > 300:
+        if (
+            "name" not in refused
+            and with_sites
+            and len(SITE_NAME_PREFIX + name) > site_svc.FIELD_LIMITS["name"]
+        ):
             errors.append(
                 RowError(line, "Tên đơn vị quá dài để đặt tên cho điểm cầu kèm theo.", "invalid_site_name")
             )
-        kind = kind_of.get(_fold(rec["kind"]))
-        if kind is None:
+        kind = None if "kind" in refused else kind_of.get(_fold(rec["kind"]))
+        if kind is None and "kind" not in refused:
             errors.append(
                 RowError(
                     line,
@@ -346,7 +413,7 @@ def import_units(
             )
         if code:
             first_line.setdefault(code, line)
-        if len(errors) == before and kind is not None:
+        if len(errors) == before and not refused and kind is not None:
             parsed[code] = _UnitRow(line, code, name, kind, rec.get("parent", ""))
     order = _resolve_parents(session, parsed, first_line, effective, may_create_under, may_see, errors)
     if errors:
@@ -498,10 +565,11 @@ def import_sites(
 
     ``may_create_in`` and ``may_see`` work as ``may_create_under`` and ``may_see`` of ``import_units``.
     """
-    records = _records(read_table(data, filename, fmt), SITE_COLUMNS, ("code", "unit", "name"))
-    report = ImportReport(kind="sites", rows=len(records), dry_run=dry_run)
+    errors: list[RowError] = []
+    table = read_table(data, filename, fmt)
+    records, bad = _records(table, SITE_COLUMNS, ("code", "unit", "name"), SITE_LIMITS, "sites", errors)
+    report = ImportReport(kind="sites", rows=len(records), dry_run=dry_run, errors=errors)
     session = tx.session
-    errors = report.errors
     in_db = site_svc.existing_site_codes(session, [rec["code"] for _, rec in records])
     units = unit_svc.units_by_code(session, [rec["unit"] for _, rec in records if rec["unit"]])
     allowed: dict[int, bool] = {}
@@ -509,30 +577,28 @@ def import_sites(
     drafts: list[site_svc.SiteDraft] = []
     statuses = {s.value for s in SiteStatus}
     for line, rec in records:
+        refused = bad.get(line, set())  # cells already reported (blank, too long, not text)
         before = len(errors)
 
         def err(message: str, code: str, line: int = line) -> None:
             errors.append(RowError(line, message, code))
 
         code = rec["code"]
-        if not code or len(code) > 40:
-            err("Mã điểm cầu phải có từ 1 đến 40 ký tự.", "invalid_site_code")
+        if "code" in refused:
+            pass
         elif code in seen:
             err(f"Mã '{code}' trùng với dòng {seen[code]}.", "duplicate_code")
         elif code in in_db:
             err(f"Mã điểm cầu '{code}' đã có trong hệ thống.", "site_code_exists")
-        if not rec["name"] or len(rec["name"]) > 300:
-            err("Tên điểm cầu phải có từ 1 đến 300 ký tự.", "invalid_site_name")
         status = rec.get("status") or SiteStatus.active.value
-        if status not in statuses:
+        if status not in statuses and "status" not in refused:
             err(f"Trạng thái '{status}' không hợp lệ ({', '.join(sorted(statuses))}).", "invalid_site_status")
-        for key, limit in site_svc.FIELD_LIMITS.items():
-            if key != "name" and len(rec.get(key, "")) > limit:
-                err(f"Trường {key} dài quá {limit} ký tự.", "field_too_long")
-        unit = units.get(rec["unit"])
+        unit = None if "unit" in refused else units.get(rec["unit"])
         if unit is not None and may_see is not None and not may_see(unit):
             unit = None
-        if unit is None:
+        if "unit" in refused:
+            pass
+        elif unit is None:
             err(f"Không tìm thấy đơn vị '{rec['unit']}'.", "unknown_unit")
         elif unit.valid_to is not None:
             err(f"Đơn vị '{rec['unit']}' đã giải thể.", "unit_closed")
@@ -543,7 +609,7 @@ def import_sites(
                 err(f"Bạn không có quyền tạo điểm cầu cho đơn vị '{rec['unit']}'.", "forbidden")
         if code:
             seen.setdefault(code, line)
-        if len(errors) == before and unit is not None:
+        if len(errors) == before and not refused and unit is not None:
             fields = {k: v for k, v in rec.items() if k not in ("code", "unit", "name")}
             fields["status"] = status
             drafts.append(site_svc.SiteDraft(code, unit.id, rec["name"], fields))
@@ -561,32 +627,6 @@ def import_sites(
     return report
 
 
-def _write(rows: list[Sequence[Any]], fmt: str, title: str) -> bytes:
-    if fmt == "xlsx":
-        wb = Workbook(write_only=True)
-        ws = wb.create_sheet(title)
-        for row in rows:
-            cells = []
-            for value in row:
-                cell = WriteOnlyCell(ws, value="" if value is None else value)
-                if isinstance(value, str):
-                    # Text stays text: a name starting with "=" must not become a formula in Excel.
-                    cell.data_type = "s"
-                cells.append(cell)
-            ws.append(cells)
-        out = io.BytesIO()
-        wb.save(out)
-        return out.getvalue()
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-    for row in rows:
-        writer.writerow(["" if v is None else (v.isoformat() if isinstance(v, date) else v) for v in row])
-    data = buf.getvalue().encode("utf-8")
-    # Excel reads a CSV without a byte-order mark in the local code page, garbling Vietnamese; with
-    # one it reads UTF-8. Import accepts it (``_decode``). TSV stays bare, for scripts.
-    return codecs.BOM_UTF8 + data if fmt == "csv" else data
-
-
 def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:
     """Units as of ``f.as_of`` in a file that ``import_units`` reads back (parents before children).
 
@@ -594,7 +634,7 @@ def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:
     unless it lies outside ``f.scope_paths``: the caller may not learn of it.
     """
     fmt = format_of("", fmt)
-    rows: list[Sequence[Any]] = [UNIT_EXPORT]
+    rows: list[Sequence[Any]] = []
     versions = session.execute(unit_svc.query_units(f)).all()
     codes = {v.unit_id: code for v, code in versions}
     missing = {v.parent_id for v, _ in versions if v.parent_id and v.parent_id not in codes}
@@ -612,13 +652,13 @@ def export_units(session: Session, fmt: str, f: unit_svc.UnitFilter) -> bytes:
                 v.valid_to,
             )
         )
-    return _write(rows, fmt, "units")
+    return tabular.write(tabular.Sheet("units", UNIT_EXPORT, rows, widths=UNIT_WIDTHS), fmt)
 
 
 def export_sites(session: Session, fmt: str, stmt: Select[Site, Unit]) -> bytes:
     """The sites selected by ``stmt`` (a ``query_sites`` statement) in a file ``import_sites`` reads back."""
     fmt = format_of("", fmt)
-    rows: list[Sequence[Any]] = [SITE_EXPORT]
+    rows: list[Sequence[Any]] = []
     for site, unit in session.execute(stmt).all():
         rows.append(
             (
@@ -633,4 +673,4 @@ def export_sites(session: Session, fmt: str, stmt: Select[Site, Unit]) -> bytes:
                 site.status,
             )
         )
-    return _write(rows, fmt, "sites")
+    return tabular.write(tabular.Sheet("sites", SITE_EXPORT, rows, widths=SITE_WIDTHS), fmt)

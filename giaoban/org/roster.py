@@ -26,10 +26,12 @@ from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.access import Perm, Principal
 from giaoban.org.models import Role, RosterEntry, Site, Unit
-from giaoban.text import nfc, search_key
+from giaoban.text import check_line, nfc, search_key
 
 MAX_ENTRIES = 300  # per unit: a briefing room, not a membership register
+# The column sizes of RosterEntry; each field is one line under giaoban.text's policy.
 FIELD_LIMITS = {"full_name": 200, "position": 200, "phone": 50}
+FIELD_LABELS = {"full_name": "Họ tên đại biểu", "position": "Chức vụ", "phone": "Điện thoại"}
 RECENT_MEETINGS = 10  # how far back the check-in form looks for the site's last check-in
 
 
@@ -121,14 +123,14 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
             continue
         if key not in FIELD_LIMITS:
             raise DomainError(f"Trường không hợp lệ: {key}.", code="invalid_roster_field")
-        text = nfc(str(value))
-        if "\x00" in text:
-            raise DomainError(f"Trường {key} chứa ký tự không hợp lệ.", code="invalid_roster_field")
-        if len(text) > FIELD_LIMITS[key]:
-            raise DomainError(f"Trường {key} dài quá {FIELD_LIMITS[key]} ký tự.", code="field_too_long")
-        out[key] = text
-    if "full_name" in out and not out["full_name"]:
-        raise DomainError("Họ tên đại biểu không được để trống.", code="invalid_roster_name")
+        out[key] = check_line(
+            str(value),
+            label=FIELD_LABELS[key],
+            max_length=FIELD_LIMITS[key],
+            required=key == "full_name",
+            field=key,
+            code="invalid_roster_name" if key == "full_name" else "invalid_roster_field",
+        )
     return out
 
 

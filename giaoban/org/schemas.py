@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from giaoban.org.accounts import MIN_PASSWORD
+from giaoban.types import Line, Secret
 
 T = TypeVar("T")
 
@@ -57,22 +58,17 @@ def _as_utc(value: datetime) -> datetime:
 IsoDate = Annotated[date, BeforeValidator(_iso_date_only), Strict()]
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
-# PostgreSQL text cannot hold a NUL character: one anywhere in the input is malformed (422).
-NO_NUL = r"^[^\x00]*$"
-# Surrounding spaces are trimmed, so there must be something else to keep.
-NONBLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
-
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=NONBLANK)]
-SiteCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NONBLANK)
-]
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=NONBLANK)
-]
-Kind = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NONBLANK)]
-Short = Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)]
-Text200 = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
-Text50 = Annotated[str, StringConstraints(max_length=50, pattern=NO_NUL)]
+# Every text a person types is one line under the one text policy (giaoban.text, giaoban.types):
+# NFC, trimmed, no control or invisible-only content; the limits are the column sizes (models.py).
+Code = Annotated[str, Line(32)]
+SiteCode = Annotated[str, Line(40)]
+Name = Annotated[str, Line(300)]
+Kind = Annotated[str, Line(40)]
+Short = Annotated[str, Line(300, required=False)]
+Text200 = Annotated[str, Line(200, required=False)]
+Text50 = Annotated[str, Line(50, required=False)]
+# A text query parameter (search words, filters): one line, may be empty.
+SearchText = Annotated[str, Line(100, required=False)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
 
 
@@ -296,9 +292,9 @@ class UserDetail(UserOut):
 Username = Annotated[
     str, StringConstraints(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 ]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Password = Annotated[str, *Secret(200)]
 # The length rule of accounts.check_password_strength, stated where clients can read it.
-NewPassword = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=200)]
+NewPassword = Annotated[str, *Secret(200, min_length=MIN_PASSWORD)]
 
 
 class UserCreate(BaseModel):
@@ -338,9 +334,9 @@ class PasswordReset(BaseModel):
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+    username: Annotated[str, *Secret(64)]
     password: Password
-    totp: Annotated[str, StringConstraints(max_length=10, pattern=NO_NUL)] | None = None
+    totp: Annotated[str, *Secret(10, min_length=0)] | None = None
 
 
 class LoginOut(BaseModel):

@@ -14,12 +14,14 @@ from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import Site, SiteStatus, Unit
 from giaoban.org.units import chunks, get_unit, in_any_subtree, subtree, units_by_id
-from giaoban.text import nfc, search_key
+from giaoban.text import check_line, search_key
 
 SITE_FIELDS = ("name", "location", "contact_name", "contact_phone", "tech_name", "tech_phone", "status")
 # What a site's own operator may correct: how to reach the room and its people.
 CONTACT_FIELDS = ("location", "contact_name", "contact_phone", "tech_name", "tech_phone")
 
+CODE_MAX = 40  # Site.code
+# The column sizes of Site; every field is one line of text under giaoban.text's policy.
 FIELD_LIMITS = {
     "name": 300,
     "location": 300,
@@ -27,6 +29,15 @@ FIELD_LIMITS = {
     "contact_phone": 50,
     "tech_name": 200,
     "tech_phone": 50,
+}
+FIELD_LABELS = {
+    "code": "Mã điểm cầu",
+    "name": "Tên điểm cầu",
+    "location": "Địa điểm",
+    "contact_name": "Người liên hệ",
+    "contact_phone": "Điện thoại liên hệ",
+    "tech_name": "Kỹ thuật viên",
+    "tech_phone": "Điện thoại kỹ thuật",
 }
 
 
@@ -59,12 +70,16 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
                 )
             out[key] = value
             continue
-        text = nfc(str(value))
-        if len(text) > FIELD_LIMITS[key]:
-            raise DomainError(f"Trường {key} dài quá {FIELD_LIMITS[key]} ký tự.", code="field_too_long")
-        out[key] = text
-    if "name" in out and not out["name"]:
-        raise DomainError("Tên điểm cầu không được để trống.", code="invalid_site_name")
+        if key not in FIELD_LIMITS:
+            raise DomainError(f"Trường không hợp lệ: {key}.", code="invalid_site_field")
+        out[key] = check_line(
+            str(value),
+            label=FIELD_LABELS[key],
+            max_length=FIELD_LIMITS[key],
+            required=key == "name",
+            field=key,
+            code="invalid_site_name" if key == "name" else "invalid_site_field",
+        )
     return out
 
 
@@ -88,10 +103,12 @@ def existing_site_codes(session: Session, codes: Iterable[str]) -> set[str]:
 def create_sites(tx: Tx, drafts: Sequence[SiteDraft]) -> list[Site]:
     """Create sites; every draft is checked before anything is written (the first problem is raised)."""
     session = tx.session
-    codes = [nfc(d.code) for d in drafts]
-    for code in codes:
-        if not code or len(code) > 40:
-            raise DomainError("Mã điểm cầu phải có từ 1 đến 40 ký tự.", code="invalid_site_code")
+    codes = [
+        check_line(
+            d.code, label=FIELD_LABELS["code"], max_length=CODE_MAX, field="code", code="invalid_site_code"
+        )
+        for d in drafts
+    ]
     if len(set(codes)) < len(codes):
         repeated = min(c for c in codes if codes.count(c) > 1)
         raise Conflict(f"Mã điểm cầu '{repeated}' lặp lại.", code="site_code_exists")

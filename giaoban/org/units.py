@@ -31,7 +31,7 @@ from giaoban.audit.log import Change
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import RoleAssignment, Site, Unit, UnitEvent, UnitKind, UnitLineage, UnitVersion
-from giaoban.text import nfc, search_key
+from giaoban.text import check_line, search_key
 
 BUILTIN_KINDS: tuple[str, ...] = tuple(k.value for k in UnitKind)
 # Deepest level below a top unit. Paths hold one id (up to 10 digits) and a "/" per level and must
@@ -370,18 +370,17 @@ def _too_deep() -> DomainError:
     return DomainError(f"Cây đơn vị không được sâu quá {MAX_DEPTH + 1} cấp.", code="tree_too_deep")
 
 
+CODE_MAX = 32  # Unit.code
+NAME_MAX = 300  # Unit.name, UnitVersion.name
+KIND_MAX = 40  # Unit.kind
+
+
 def _check_code(code: str) -> str:
-    code = nfc(code)
-    if not code or len(code) > 32:
-        raise DomainError("Mã đơn vị phải có từ 1 đến 32 ký tự.", code="invalid_unit_code")
-    return code
+    return check_line(code, label="Mã đơn vị", max_length=CODE_MAX, field="code", code="invalid_unit_code")
 
 
 def _check_name(name: str) -> str:
-    name = nfc(name)
-    if not name or len(name) > 300:
-        raise DomainError("Tên đơn vị phải có từ 1 đến 300 ký tự.", code="invalid_unit_name")
-    return name
+    return check_line(name, label="Tên đơn vị", max_length=NAME_MAX, field="name", code="invalid_unit_name")
 
 
 @dataclass

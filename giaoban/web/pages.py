@@ -52,7 +52,7 @@ from giaoban.org.schemas import (
 )
 from giaoban.org.sites import CONTACT_FIELDS
 from giaoban.org.units import allowed_kinds
-from giaoban.text import TextError, clean_line
+from giaoban.text import TextError, clean_line, searchable
 from giaoban.web.api import auth as auth_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
@@ -79,8 +79,8 @@ MAX_QUERY = 100
 
 
 def _query(q: str) -> str:
-    """A search box's text as the API accepts it (no NUL, trimmed, bounded)."""
-    return q.replace("\x00", "").strip()[:MAX_QUERY]
+    """A search box's text as the API accepts it (the text policy's one-line form, bounded)."""
+    return searchable(q, max_length=MAX_QUERY)
 
 
 PAGE_HEADERS = {
@@ -144,6 +144,9 @@ FIELD_LABELS = {
     "tech_name": N_("Kỹ thuật viên"),
     "tech_phone": N_("Điện thoại kỹ thuật viên"),
     "status": N_("Trạng thái"),
+    "title": N_("Tên hội nghị"),
+    "description": N_("Ghi chú"),
+    "agenda": N_("Chương trình"),
 }
 
 
@@ -409,6 +412,10 @@ def _invalid(_: Translator, exc: ValidationError) -> str:
             text = _("%(field)s phải có ít nhất %(n)s ký tự.", field=label, n=limits.get("min_length", ""))
         elif error["type"] == "string_too_long":
             text = _("%(field)s dài quá %(n)s ký tự.", field=label, n=limits.get("max_length", ""))
+        elif error["type"] == "value_error":
+            # The text policy's own words (giaoban.text): what is wrong and where.
+            why = str(error["msg"]).removeprefix("Value error, ")
+            text = f"{label}: {why[:1].lower()}{why[1:]}"
         else:
             text = _("%(field)s chưa hợp lệ.", field=label)
         sentences[name] = text

@@ -23,7 +23,7 @@ from giaoban.conference.lifecycle import STATUS_LABELS_VI, MeetingStatus
 from giaoban.conference.live import LATE_AFTER_SECONDS
 from giaoban.conference.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.errors import DomainError, Forbidden, NotFound
-from giaoban.text import search_key
+from giaoban.text import check_text, search_key
 from giaoban.web.api import meetings as meetings_api
 from giaoban.web.deps import Caller, Web, get_ctx
 from giaoban.web.i18n import N_, Translator
@@ -219,7 +219,9 @@ def new_meeting_page(request: Request, caller: SignedIn) -> Response:
 def _agenda(_: Translator, text: str) -> list[dict[str, Any]]:
     """One item per line: "Title | presenter | minutes" (the last two optional)."""
     items: list[dict[str, Any]] = []
-    for line in text.splitlines():
+    # The text policy first (no control characters), then one line per item.
+    text = check_text(text, label=_("Chương trình"), max_length=MAX_AGENDA_LINES * 600, code="invalid_agenda")
+    for line in text.split("\n"):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split("|")]

@@ -164,7 +164,27 @@ def test_lifecycle_buttons_and_who_sees_what(client: TestClient, demo: Demo) -> 
     xlsx = client.get(f"/meetings/{mid}/attendance.xlsx", headers=HTML)
     assert xlsx.status_code == 200
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
-    assert sheet is not None and sheet.max_row == 5  # header + 4 sites, all absent so far
+    assert sheet is not None
+    cells = [[c for c in row if c is not None] for row in sheet.iter_rows(values_only=True)]
+    assert str(cells[0][0]).startswith("Điểm danh hội nghị: ") and "(giờ Việt Nam)" in str(cells[1][0])
+    header = cells.index(
+        [
+            "STT",
+            "Mã điểm cầu",
+            "Điểm cầu",
+            "Đơn vị",
+            "Điểm danh",
+            "Vào lúc",
+            "Số đại biểu",
+            "Đại biểu",
+            "Diễn biến kết nối",
+        ]
+    )
+    sites = cells[header + 1 : header + 5]
+    assert [row[0] for row in sites] == [1, 2, 3, 4] and all(
+        row[4] == "Vắng" for row in sites
+    )  # none joined yet
+    assert ["Tổng số điểm cầu được mời", 4] in cells and ["Vắng", 4] in cells and ["Đến muộn", 0] in cells
 
     # The host's operator and a site's operator get their rooms.
     client.cookies.clear()

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import select
 
+from giaoban import tabular
 from giaoban.context import AppContext
 from giaoban.demo import DEMO_TSV
 from giaoban.errors import DomainError
@@ -60,7 +61,10 @@ def rejected(
     assert row_counts(ctx) == before
     assert err.value.status == 422 and err.value.code == "import_rejected"
     details: list[dict[str, Any]] = err.value.details
-    assert details and all(set(d) == {"row", "code", "message"} and d["message"] for d in details)
+    assert details and all(
+        {"row", "code", "message"} <= set(d) <= {"row", "code", "message", "column"} and d["message"]
+        for d in details
+    )
     return details
 
 
@@ -379,8 +383,11 @@ def test_csv_quoting_and_multiline_cells(root: AppContext) -> None:
         "\n"
         "C,,province,TW\n"
     ).encode()
-    assert errors_of(rejected(root, import_units, data, "x.csv")) == [(6, "invalid_unit_name")]
-    act(root, import_units, data.replace(b"C,,", b"C,C,"), "x.csv")
+    # A name is one line: the quoted cell spanning lines 3-4 is refused at its first line.
+    details = rejected(root, import_units, data, "x.csv")
+    assert errors_of(details) == [(3, "invalid_unit_name"), (6, "invalid_unit_name")]
+    assert details[0]["column"] == "name" and "xuống dòng" in details[0]["message"]
+    act(root, import_units, data.replace(b"C,,", b"C,C,").replace(b"\nhai", b" hai"), "x.csv")
     t = tree(root, TODAY)
     assert t["A"][0] == 'Tỉnh ủy "Mới", có dấu phẩy'
     assert t["B"][0] == "Tên hai dòng"
@@ -630,7 +637,7 @@ def test_api_export_units(client: TestClient, demo: Demo) -> None:
     assert r.content.startswith(codecs.BOM_UTF8)  # so Excel reads it as UTF-8
     assert r.content[3:].decode().strip() == "code,name,kind,parent,valid_from,valid_to"
     r = client.get("/api/v1/units/export", params={"format": "xlsx", "under": demo.unit_id("79")}, headers=h)
-    assert r.headers["content-type"] == org_io.MEDIA_TYPES["xlsx"]
+    assert r.headers["content-type"] == tabular.MEDIA_TYPES["xlsx"]
     rows = list(load_workbook(io.BytesIO(r.content)).worksheets[0].iter_rows(values_only=True))
     assert rows[1][:4] == ("79", "Thành ủy Thành phố Hồ Chí Minh", "province", "TW")
     assert len(rows) == 2
@@ -719,7 +726,12 @@ def test_api_import_rejection_shape(client: TestClient, demo: Demo) -> None:
     assert body["details"] == [
         {"row": 2, "code": "cycle", "message": body["details"][0]["message"]},
         {"row": 3, "code": "cycle", "message": body["details"][1]["message"]},
-        {"row": 4, "code": "invalid_unit_name", "message": body["details"][2]["message"]},
+        {
+            "row": 4,
+            "code": "invalid_unit_name",
+            "message": "Cột “name” (cột B): không được để trống.",
+            "column": "name",
+        },
     ]
     r = client.post("/api/v1/units/import", files=_upload("u.xlsx", b"not a workbook"), headers=h)
     assert r.status_code == 422 and r.json()["error"]["details"][0]["code"] == "unreadable_file"
@@ -837,7 +849,7 @@ def test_api_import_sites(client: TestClient, demo: Demo) -> None:
 def test_api_openapi_documents_the_file_endpoints(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     export = doc["paths"]["/api/v1/units/export"]["get"]["responses"]["200"]["content"]
-    assert set(export) == set(org_io.MEDIA_TYPES.values())
+    assert set(export) == {m.split(";")[0] for m in tabular.MEDIA_TYPES.values()}
     imp = doc["paths"]["/api/v1/units/import"]["post"]
     assert "multipart/form-data" in imp["requestBody"]["content"]
     refs = {

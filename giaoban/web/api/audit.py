@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from giaoban.audit.models import AuditEntry
 from giaoban.errors import Forbidden
 from giaoban.org.access import Perm
-from giaoban.org.schemas import NO_NUL, AuditOut, Page
+from giaoban.org.schemas import AuditOut, Page
+from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset
 from giaoban.web.deps import Web, web
 
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS, route_clas
 @router.get("", response_model=Page[AuditOut], summary="Audit entries, newest first")
 def list_audit(
     w: Annotated[Web, Depends(web)],
-    entity_type: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
-    entity_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    action: Annotated[str | None, Query(max_length=60, pattern=NO_NUL)] = None,
+    entity_type: Annotated[Annotated[str, Line(40, required=False)] | None, Query()] = None,
+    entity_id: Annotated[Annotated[str, Line(64, required=False)] | None, Query()] = None,
+    action: Annotated[Annotated[str, Line(60, required=False)] | None, Query()] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[AuditOut]:

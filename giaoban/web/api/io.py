@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from giaoban import tabular
 from giaoban.errors import Forbidden, NotFound
 from giaoban.org import io as svc
 from giaoban.org import sites as site_svc
@@ -37,6 +38,9 @@ class RowErrorOut(BaseModel):
     )
     code: str = Field(description="Stable machine-readable reason, e.g. unknown_parent, duplicate_code.")
     message: str = Field(description="What is wrong with the row (Vietnamese).")
+    column: str | None = Field(
+        default=None, description="The header of the column at fault, when one cell is (e.g. a refused text)."
+    )
 
 
 class ImportErrorBody(BaseModel):
@@ -83,18 +87,15 @@ def _export_responses(description: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": description,
-            "content": {media: binary for media in svc.MEDIA_TYPES.values()},
+            "content": {media.split(";")[0]: binary for media in tabular.MEDIA_TYPES.values()},
         }
     }
 
 
 def _file_response(data: bytes, fmt: str, stem: str) -> Response:
-    media = svc.MEDIA_TYPES[fmt]
-    if fmt != "xlsx":
-        media += "; charset=utf-8"
     return Response(
         content=data,
-        media_type=media,
+        media_type=tabular.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'},
     )
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from openpyxl import Workbook
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from giaoban import tabular
+from giaoban.conference import attendance, techcheck
 from giaoban.conference import meetings as svc
-from giaoban.conference import techcheck
 from giaoban.conference.access import (
     CONSOLE_ROLES,
     HOST_ROLES,
@@ -40,6 +40,7 @@ from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit
 from giaoban.org.schemas import Page
 from giaoban.org.units import in_any_subtree
+from giaoban.types import as_utc
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 
@@ -238,30 +239,25 @@ async def attendance_xlsx(request: Request, w: Annotated[Web, Depends(web)], mee
     if not access.console:
         raise Forbidden("Chỉ phòng điều hành xem được điểm danh.")
     room = await request.app.state.hub.room(meeting_id)
-    snapshot = room.live.snapshot(0)
-    labels = {"present": "Có mặt", "late": "Đến muộn", "left": "Đã rời", "absent": "Vắng mặt"}
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = "Điểm danh"
-    ws.append(["Điểm cầu", "Đơn vị", "Trạng thái", "Số đại biểu", "Đại biểu", "Diễn biến kết nối"])
-    for site in sorted(snapshot["sites"].values(), key=lambda s: s["name"]):
-        checkin = site["checkin"] or {}
-        ws.append(
-            [
-                site["name"],
-                site["unit_name"],
-                labels[site["attendance"]],
-                checkin.get("delegates"),
-                ", ".join(checkin.get("names", [])),
-                "; ".join(f"{m['kind']} {m['at']}" for m in site["timeline"]),
-            ]
-        )
-    out = io.BytesIO()
-    wb.save(out)
+
+    def heading() -> tuple[str, datetime, datetime, str]:
+        with w.read() as session:
+            meeting = svc.get_meeting(session, meeting_id)
+            host = session.get(Site, meeting.host_site_id)
+            return meeting.title, meeting.starts_at, meeting.ends_at, host.name if host else ""
+
+    title, starts, ends, host_name = await anyio.to_thread.run_sync(heading)
+    sheet = attendance.attendance_sheet(
+        room.live,
+        title=title,
+        starts_at=as_utc(starts),
+        ends_at=as_utc(ends),
+        host_name=host_name,
+        now=datetime.now(UTC),
+    )
     return Response(
-        out.getvalue(),
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        tabular.write(sheet, "xlsx"),
+        media_type=tabular.MEDIA_TYPES["xlsx"],
         headers={"Content-Disposition": f'attachment; filename="diem-danh-{meeting_id}.xlsx"'},
     )
 

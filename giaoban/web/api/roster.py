@@ -9,23 +9,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from giaoban.errors import Conflict, Forbidden, NotFound
 from giaoban.org import roster as svc
 from giaoban.org.models import RosterEntry, Unit
-from giaoban.org.schemas import NO_NUL, NONBLANK, Id
+from giaoban.org.schemas import Id, SearchText
+from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, PathId
 from giaoban.web.deps import Web, web
 
 router = APIRouter(prefix="/units", tags=["roster"], responses=ERRORS, route_class=ApiRoute)
 
-FullName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NONBLANK)
-]
-Position = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
-Phone = Annotated[str, StringConstraints(max_length=50, pattern=NO_NUL)]
+# The sizes of RosterEntry's columns (giaoban.org.roster.FIELD_LIMITS), under the text policy.
+FullName = Annotated[str, Line(200)]
+Position = Annotated[str, Line(200, required=False)]
+Phone = Annotated[str, Line(50, required=False)]
 
 
 class RosterEntryOut(BaseModel):
@@ -97,9 +97,7 @@ def get_roster(
     active: Annotated[
         bool | None, Query(description="Only active (true) or inactive (false) entries")
     ] = None,
-    q: Annotated[
-        str | None, Query(max_length=100, pattern=NO_NUL, description="Name, any diacritics")
-    ] = None,
+    q: Annotated[SearchText | None, Query(description="Name, any diacritics")] = None,
 ) -> RosterOut:
     with w.read() as session:
         unit = roster_unit(w, session, unit_id)

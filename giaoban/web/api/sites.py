@@ -12,7 +12,7 @@ from giaoban.errors import Forbidden, NotFound
 from giaoban.org import sites as svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit
-from giaoban.org.schemas import NO_NUL, Page, SiteCreate, SiteOut, SiteStatusLit, SiteUpdate
+from giaoban.org.schemas import Page, SearchText, SiteCreate, SiteOut, SiteStatusLit, SiteUpdate
 from giaoban.org.units import in_any_subtree
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.api.units import readable_unit
@@ -53,9 +53,7 @@ def list_sites(
     unit: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Sites of this unit")] = None,
     under: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Sites in this subtree")] = None,
     status: SiteStatusLit | None = None,
-    q: Annotated[
-        str | None, Query(max_length=100, pattern=NO_NUL, description="Site or unit name, or site code")
-    ] = None,
+    q: Annotated[SearchText | None, Query(description="Site or unit name, or site code")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[SiteOut]:

@@ -16,10 +16,10 @@ from giaoban.org import units as svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Site, Unit, UnitVersion
 from giaoban.org.schemas import (
-    NO_NUL,
     IsoDate,
     Page,
     ReorgOut,
+    SearchText,
     UnitClose,
     UnitCreate,
     UnitDetail,
@@ -30,6 +30,7 @@ from giaoban.org.schemas import (
     UnitSplit,
     UnitUpdate,
 )
+from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 
@@ -108,7 +109,7 @@ def tree_rules() -> Iterator[None]:
 @router.get("", response_model=Page[UnitOut], summary="List units (as of a date)")
 def list_units(
     w: Annotated[Web, Depends(web)],
-    kind: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    kind: Annotated[Annotated[str, Line(40, required=False)] | None, Query()] = None,
     parent: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="Direct children of this unit")
     ] = None,
@@ -117,9 +118,7 @@ def list_units(
     as_of: Annotated[
         IsoDate | None, Query(description="Tree as it stood on this date (default today)")
     ] = None,
-    q: Annotated[
-        str | None, Query(max_length=100, pattern=NO_NUL, description="Name (diacritics-insensitive) or code")
-    ] = None,
+    q: Annotated[SearchText | None, Query(description="Name (diacritics-insensitive) or code")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[UnitOut]:

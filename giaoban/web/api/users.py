@@ -14,13 +14,13 @@ from giaoban.org import accounts as svc
 from giaoban.org.access import Perm, Principal
 from giaoban.org.models import RoleAssignment, Unit, User
 from giaoban.org.schemas import (
-    NO_NUL,
     LockIn,
     Page,
     PasswordReset,
     RoleIn,
     RoleOut,
     RolesIn,
+    SearchText,
     UserCreate,
     UserDetail,
     UserOut,
@@ -28,6 +28,7 @@ from giaoban.org.schemas import (
 )
 from giaoban.org.units import get_unit, in_any_subtree
 from giaoban.text import search_key
+from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.api.units import readable_unit
 from giaoban.web.deps import Web, web
@@ -108,10 +109,8 @@ def _check_grantable(w: Web, session: Session, roles: Sequence[RoleIn]) -> list[
 @router.get("", response_model=Page[UserOut], summary="List users whose roles lie in your scope")
 def list_users(
     w: Annotated[Web, Depends(web)],
-    q: Annotated[
-        str | None, Query(max_length=100, pattern=NO_NUL, description="User name or full name")
-    ] = None,
-    role: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    q: Annotated[SearchText | None, Query(description="User name or full name")] = None,
+    role: Annotated[Annotated[str, Line(40, required=False)] | None, Query()] = None,
     unit: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="Users with a role in this subtree")
     ] = None,
