@@ -182,7 +182,8 @@ def create_app(
         BodyLimit,
         max_body_bytes=settings_.max_body_bytes,
         max_upload_bytes=settings_.max_upload_bytes,
-        upload_paths=["/api/v1" + path for path in io_api.UPLOAD_PATHS],
+        # Imports take a spreadsheet; Janus posts its events in batches (grouping), on loopback.
+        upload_paths=["/api/v1" + path for path in io_api.UPLOAD_PATHS] + ["/internal/janus/events"],
     )
 
     def openapi() -> dict[str, Any]:

@@ -242,7 +242,7 @@ def _local(_: Translator, day: str, clock: str, label: str) -> datetime:
         raise DomainError(
             _(
                 "%(field)s phải trong khoảng %(first)s đến %(last)s.",
-                field=label,
+                field=_("Ngày họp"),
                 first=_.date(EARLIEST_DAY),
                 last=_.date(LATEST_DAY),
             ),
