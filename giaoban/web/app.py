@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -132,6 +132,11 @@ def create_app(
         if wants_html(request):
             return render_error(request, 422, json.loads(bytes(response.body))["error"]["message"])
         return response
+
+    @app.exception_handler(WebSocketRequestValidationError)
+    async def websocket_validation_error(websocket: WebSocket, exc: WebSocketRequestValidationError) -> None:
+        # FastAPI's default puts the errors, input included, in the close reason (at most 123 bytes).
+        await websocket.close(code=1008, reason="invalid request")
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:

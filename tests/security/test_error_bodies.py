@@ -317,3 +317,17 @@ def test_a_50_mb_login_gets_a_small_413_and_the_server_keeps_serving(served: tup
         served, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", iter(())
     )
     assert status == 200 and json.loads(body)["status"] in ("ok", "degraded")
+
+
+@pytest.mark.parametrize("tail", ["abc", "%F0%9F%98%80" * 50, "99999999999999999999", "0"])
+def test_a_malformed_websocket_path_closes_without_echo(client: TestClient, demo: Demo, tail: str) -> None:
+    """FastAPI's default closed with the errors, input included, as the reason (a list, and longer
+    than the 123 bytes a close reason may have); an id beyond 32 bits reached the database."""
+    headers = login(client, "admin")
+    for path in (f"/ws/meetings/{tail}", f"/ws/meetings/{tail}/techcheck"):
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect(path, headers=headers) as ws,
+        ):
+            ws.receive()
+        assert (closed.value.code, closed.value.reason) == (1008, "invalid request")
