@@ -331,3 +331,18 @@ def test_a_malformed_websocket_path_closes_without_echo(client: TestClient, demo
         ):
             ws.receive()
         assert (closed.value.code, closed.value.reason) == (1008, "invalid request")
+
+
+def test_a_server_error_tells_nothing_of_its_cause() -> None:
+    app = create_app(AppContext(Settings(), Database("sqlite://"), AuditLog("k" * 32)))
+
+    def boom() -> None:
+        raise RuntimeError("secret detail \ud800")
+
+    app.add_api_route("/api/v1/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/api/v1/boom")
+    assert r.status_code == 500
+    assert r.json() == {
+        "error": {"code": "internal_error", "message": "Lỗi máy chủ. Vui lòng thử lại sau.", "details": None}
+    }
