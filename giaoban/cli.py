@@ -121,6 +121,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Our messages are small JSON: compressing each for every tab costs CPU at a floor change
         # (one delta to 72 tabs) and a zlib context per connection, and saves next to nothing.
         ws_per_message_deflate=False,
+        # The app closes the socket on a larger message too (giaoban.web.limits); uvicorn refuses it
+        # while it arrives instead of buffering up to its default 16 MiB.
+        ws_max_size=settings.max_body_bytes,
         ssl_certfile=str(tls.cert) if tls else None,
         ssl_keyfile=str(tls.key) if tls else None,
     )

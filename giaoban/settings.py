@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         default_factory=list, description="Addresses/CIDRs of reverse proxies whose X-Forwarded-For counts."
     )
 
+    # What a client may send (giaoban.web.limits, docs/api.md): a request body or one WebSocket
+    # message; the import routes take a spreadsheet of up to 20 MiB (giaoban.org.io.MAX_BYTES).
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=4096, le=1024**3, description="Largest request body or WebSocket message."
+    )
+    max_upload_bytes: int = Field(
+        default=21 * 1024 * 1024, ge=4096, le=1024**3, description="Largest body of an import (file upload)."
+    )
+
     # The control room's colours and alerts (docs/operations.md): ``loss_alert=12,rtt_alert=900`` or a
     # JSON object; names are those of giaoban.conference.quality.Thresholds.
     quality_thresholds: Annotated[dict[str, float], NoDecode] = Field(

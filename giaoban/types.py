@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +21,9 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    PlainValidator,
     Strict,
+    WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
@@ -121,13 +124,90 @@ def _json_integer(value: object) -> object:
     raise ValueError("Phải là một số nguyên.")
 
 
+# --- times -----------------------------------------------------------------------------------------
+#
+# One policy (docs/api.md, "Times"):
+# - out: every time the API sends is an RFC 3339 date-time in UTC with ``Z`` (``UtcDateTime``);
+#   the database keeps naive UTC.
+# - in: a time is an ISO 8601 string (never a number), ``YYYY-MM-DDTHH:MM[:SS[.ffffff]]`` with an
+#   offset (``Z``, ``+07:00``) or without one, then it is Vietnam's local time (``LOCAL_TZ``); its
+#   date as written lies between ``EARLIEST_DAY`` and ``LATEST_DAY`` (``LocalDateTime``). The
+#   schema's pattern says exactly this, so every string it allows is a real time in range.
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2100, 12, 31)
+
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+# 2000-2099 and 2100; 29 February in the leap years among them (2000 is one, 2100 is not).
+_DAY = f"(?:(?:20[0-9]{{2}}|2100)-{_MONTH_DAY}|20(?:[02468][048]|[13579][26])-02-29)"
+_CLOCK = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?"
+_OFFSET = "(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+DATETIME_BODY = f"{_DAY}T{_CLOCK}{_OFFSET}?"
+DATETIME_PATTERN = f"^{DATETIME_BODY}(?![\\s\\S])"
+_DATETIME = re.compile(DATETIME_BODY)
+
+TIME_FORMAT_MESSAGE = (
+    "Thời điểm phải là chuỗi dạng YYYY-MM-DDTHH:MM[:SS] (giờ Việt Nam) hoặc kèm múi giờ "
+    "(Z, +07:00), trong khoảng năm 2000 đến 2100."
+)
+
+
 def as_utc(value: datetime) -> datetime:
     """The database keeps naive UTC; say so on the way out (RFC 3339 needs an offset)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def as_given(value: datetime, tz: ZoneInfo = LOCAL_TZ) -> datetime:
+    """A time given by a person, made aware: naive means ``tz`` (Vietnam's time); its offset kept.
+
+    ``ValueError`` (Vietnamese) when its date as written is outside ``EARLIEST_DAY``..``LATEST_DAY``,
+    checked before any arithmetic, so no input can overflow.
+    """
+    if not EARLIEST_DAY <= value.date() <= LATEST_DAY:
+        raise ValueError(f"Thời điểm phải trong khoảng {EARLIEST_DAY:%d/%m/%Y} đến {LATEST_DAY:%d/%m/%Y}.")
+    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+
+
+def to_instant(value: datetime, tz: ZoneInfo = LOCAL_TZ) -> datetime:
+    """``as_given``, in UTC."""
+    return as_given(value, tz).astimezone(UTC)
+
+
+def _local_datetime(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return as_given(value)
+    if isinstance(value, str) and _DATETIME.fullmatch(value):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(TIME_FORMAT_MESSAGE) from None
+        return as_given(parsed)
+    raise ValueError(TIME_FORMAT_MESSAGE)
+
+
 IsoDate = Annotated[date, BeforeValidator(_iso_date_only), Strict()]
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+LocalDateTime = Annotated[
+    datetime,
+    PlainValidator(_local_datetime),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DATETIME_PATTERN,
+            "description": (
+                "ISO 8601 time, 2000-01-01 to 2100-12-31: with an offset (Z, +07:00) or without one "
+                "(then Vietnam's local time, UTC+07:00), e.g. 2026-12-08T08:00:00+07:00 or "
+                "2026-12-08T08:00. Never a number."
+            ),
+        },
+        mode="validation",
+    ),
+]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
 
 Name = Annotated[str, Line(300)]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 from sqlalchemy import select
@@ -21,21 +20,24 @@ from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import Role, RoleAssignment, Site, SiteStatus, Unit, User
 from giaoban.org.units import in_any_subtree, subtree
 from giaoban.text import check_line, check_text, search_key
+from giaoban.types import LOCAL_TZ, to_instant
 
 KINDS = ("briefing", "thematic", "training")
 KIND_LABELS_VI = {"briefing": "Giao ban định kỳ", "thematic": "Hội nghị chuyên đề", "training": "Tập huấn"}
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+MAX_DURATION = timedelta(hours=24)
 # Column sizes (Meeting.title, AgendaItem.title/presenter); the description is a paragraph.
 TITLE_MAX = 300
 PRESENTER_MAX = 200
 DESCRIPTION_MAX = 5000
 
 
-def to_utc_naive(value: datetime, tz: ZoneInfo = LOCAL_TZ) -> datetime:
-    """Aware datetimes are converted; naive ones are taken as local time (Vietnam)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return value.astimezone(UTC).replace(tzinfo=None)
+def to_utc_naive(value: datetime) -> datetime:
+    """Aware datetimes are converted; naive ones are taken as local time (Vietnam). Out of the
+    accepted range (giaoban.types.to_instant): ``DomainError`` ``invalid_times``."""
+    try:
+        return to_instant(value, LOCAL_TZ).replace(tzinfo=None)
+    except ValueError as exc:
+        raise DomainError(str(exc), code="invalid_times") from None
 
 
 @dataclass
@@ -146,6 +148,8 @@ def _validate(session: Session, spec: MeetingSpec) -> tuple[str, datetime, datet
     starts, ends = to_utc_naive(spec.starts_at), to_utc_naive(spec.ends_at)
     if ends <= starts:
         raise DomainError("Giờ kết thúc phải sau giờ bắt đầu.", code="invalid_times")
+    if ends - starts > MAX_DURATION:
+        raise DomainError("Một hội nghị kéo dài nhiều nhất 24 giờ.", code="invalid_times")
     host = session.get(Site, spec.host_site_id)
     if host is None or host.status == SiteStatus.inactive.value:
         raise Conflict("Điểm cầu chính không hợp lệ.", code="invalid_host_site")

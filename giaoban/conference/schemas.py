@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from giaoban.types import Description, Line, Title
+from giaoban.types import Description, Line, LocalDateTime, Title, UtcDateTime
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 MeetingKind = Literal["briefing", "thematic", "training"]
@@ -33,8 +32,10 @@ class MeetingIn(BaseModel):
     title: Title
     kind: MeetingKind = "briefing"
     description: Description = ""
-    starts_at: datetime = Field(description="Local time (Asia/Ho_Chi_Minh) unless an offset is given")
-    ends_at: datetime
+    starts_at: LocalDateTime
+    ends_at: LocalDateTime = Field(
+        description="After starts_at, at most 24 hours later (else 400 invalid_times)"
+    )
     owner_unit_id: Id
     host_site_id: Id
     chair_user_id: Id | None = None
@@ -67,8 +68,8 @@ class MeetingOut(BaseModel):
     title: str
     kind: MeetingKind
     status: Status
-    starts_at: datetime = Field(description="UTC")
-    ends_at: datetime = Field(description="UTC")
+    starts_at: UtcDateTime = Field(description="UTC")
+    ends_at: UtcDateTime = Field(description="UTC")
     owner_unit_id: int
     host_site_id: int
     chair_user_id: int | None

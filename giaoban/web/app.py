@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,14 +34,16 @@ from giaoban.web.api import roster as roster_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
 from giaoban.web.api import users as users_api
+from giaoban.web.errors import (
+    HTTP_CODES,
+    error_response,
+    http_message,
+    validation_response,
+    validation_schema,
+)
+from giaoban.web.limits import BodyLimit
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-def _error(status: int, code: str, message: str, details: Any = None, headers: Any = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}}, status_code=status, headers=headers
-    )
 
 
 def create_app(
@@ -108,23 +111,41 @@ def create_app(
         if wants_html(request):
             return render_error(request, exc.status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.code, exc.message, exc.details, headers)
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         from giaoban.web.pages import render_error, wants_html
 
         if wants_html(request):
-            return render_error(request, exc.status_code, str(exc.detail))
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+            return render_error(request, exc.status_code, http_message(exc.status_code, exc.detail))
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        message = http_message(exc.status_code, exc.detail)
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own shape ({"detail": [...]}), which is what the OpenAPI document promises for 422.
-        from fastapi.encoders import jsonable_encoder
+        # Locations, types and Vietnamese messages; never the input (giaoban.web.errors).
+        from giaoban.web.pages import render_error, wants_html
 
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        response = validation_response(exc.errors(), content_type=request.headers.get("content-type"))
+        if wants_html(request):
+            return render_error(request, 422, json.loads(bytes(response.body))["error"]["message"])
+        return response
+
+    @app.exception_handler(WebSocketRequestValidationError)
+    async def websocket_validation_error(websocket: WebSocket, exc: WebSocketRequestValidationError) -> None:
+        # FastAPI's default puts the errors, input included, in the close reason (at most 123 bytes).
+        await websocket.close(code=1008, reason="invalid request")
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Logged by the server; the client learns nothing of the cause.
+        from giaoban.web.pages import render_error, wants_html
+
+        if wants_html(request):
+            return render_error(request, 500, "")
+        return error_response(500, "internal_error", "Lỗi máy chủ. Vui lòng thử lại sau.")
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness of the app and its parts")
     async def healthz() -> Health:
@@ -160,6 +181,28 @@ def create_app(
             return Response(status_code=400)
         media.ingest_events(body)
         return Response(status_code=200)
+
+    settings_ = ctx.settings
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings_.max_body_bytes,
+        max_upload_bytes=settings_.max_upload_bytes,
+        # Imports take a spreadsheet; Janus posts its events in batches (grouping), on loopback.
+        upload_paths=["/api/v1" + path for path in io_api.UPLOAD_PATHS] + ["/internal/janus/events"],
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(validation_schema())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     from giaoban.web import metrics, pages, pages_meetings, pages_roster, ws

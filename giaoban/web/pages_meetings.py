@@ -24,6 +24,7 @@ from giaoban.conference.live import LATE_AFTER_SECONDS
 from giaoban.conference.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.errors import DomainError, Forbidden, NotFound
 from giaoban.text import check_text, search_key
+from giaoban.types import EARLIEST_DAY, LATEST_DAY
 from giaoban.web.api import meetings as meetings_api
 from giaoban.web.deps import Caller, Web, get_ctx
 from giaoban.web.i18n import N_, Translator
@@ -240,10 +241,22 @@ def _agenda(_: Translator, text: str) -> list[dict[str, Any]]:
 
 
 def _local(_: Translator, day: str, clock: str, label: str) -> datetime:
+    """The form's day and clock, Vietnam's time, inside the accepted range (giaoban.types)."""
     try:
-        return datetime.combine(date.fromisoformat(day), time.fromisoformat(clock))
+        value = datetime.combine(date.fromisoformat(day), time.fromisoformat(clock))
     except ValueError:
         raise DomainError(_("%(field)s chưa hợp lệ.", field=label), code="invalid_time") from None
+    if not EARLIEST_DAY <= value.date() <= LATEST_DAY:
+        raise DomainError(
+            _(
+                "%(field)s phải trong khoảng %(first)s đến %(last)s.",
+                field=_("Ngày họp"),
+                first=_.date(EARLIEST_DAY),
+                last=_.date(LATEST_DAY),
+            ),
+            code="invalid_time",
+        )
+    return value
 
 
 def _ids(values: list[str]) -> list[int]:

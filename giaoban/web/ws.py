@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
 from giaoban.conference import protocol as p
 from giaoban.conference.hub import CloseConnection, Hub, Peer
+from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _same_origin(ws: WebSocket) -> bool:
 
 
 @router.websocket("/ws/meetings/{meeting_id}")
-async def meeting_socket(ws: WebSocket, meeting_id: int) -> None:
+async def meeting_socket(ws: WebSocket, meeting_id: PathId) -> None:
     ctx = get_ctx(cast(Request, ws))
     hub: Hub = ws.app.state.hub
     caller = resolve_caller(cast(Request, ws), ctx)

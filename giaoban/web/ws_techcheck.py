@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from giaoban.conference.access import meeting_access
 from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.conference.techcheck import ECHO_MAX_SECONDS, EchoError, EchoSession
+from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
 from giaoban.web.ws import _same_origin
 
@@ -36,7 +37,7 @@ def ice_fields(ws: WebSocket, site_id: int, user_id: int) -> dict[str, Any]:
 
 
 @router.websocket("/ws/meetings/{meeting_id}/techcheck")
-async def techcheck_socket(ws: WebSocket, meeting_id: int) -> None:
+async def techcheck_socket(ws: WebSocket, meeting_id: PathId) -> None:
     ctx = get_ctx(cast(Request, ws))
     caller = await anyio.to_thread.run_sync(resolve_caller, cast(Request, ws), ctx)
     await ws.accept()

@@ -328,11 +328,6 @@ def test_hostile_text_through_the_api_then_every_export(world: World) -> None:
     assert HOSTILE["hyperlink"] in flat and HOSTILE["dde"] in flat
 
 
-@pytest.mark.xfail(
-    reason="defect 3 (another part of issue 10): the validation-error handler fails on the lone "
-    "surrogate it echoes; remove this mark once that part is merged",
-    strict=False,
-)
 def test_lone_surrogates_are_refused_everywhere(world: World) -> None:
     run(world, api_routes(world), SURROGATES)
 

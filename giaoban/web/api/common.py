@@ -18,6 +18,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "Not allowed"},
     404: {"model": ErrorResponse, "description": "Not found (or outside the caller's scope)"},
     409: {"model": ErrorResponse, "description": "Conflicts with the current state"},
+    413: {"model": ErrorResponse, "description": "Request body too large (GIAOBAN_MAX_BODY_BYTES)"},
 }
 THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorResponse, "description": "Too many failed attempts; try again later"},

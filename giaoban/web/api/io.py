@@ -30,6 +30,8 @@ from giaoban.web.deps import Web, web
 router = APIRouter(tags=["import-export"], responses=ERRORS, route_class=ApiRoute)
 
 Format = Literal["tsv", "csv", "xlsx"]
+# Routes that take a file: their bodies may be as large as GIAOBAN_MAX_UPLOAD_BYTES (giaoban.web.limits).
+UPLOAD_PATHS = ("/units/import", "/sites/import")
 
 
 class RowErrorOut(BaseModel):

@@ -17,6 +17,7 @@ from giaoban.conference.access import MeetingAccess, meeting_access
 from giaoban.conference.live import LiveError, Record
 from giaoban.conference.quality import OPEN_STATUSES, QualityMonitor
 from giaoban.errors import Conflict, Forbidden, NotFound
+from giaoban.types import UtcDateTime
 from giaoban.web.api.common import ERRORS, ApiRoute, PathId
 from giaoban.web.deps import Web, web
 
@@ -39,7 +40,7 @@ class SiteQualityOut(BaseModel):
     publishing: bool
     audio: bool
     video: bool
-    last_seen: str | None
+    last_seen: UtcDateTime | None
     rtt_ms: int | None
     loss_pct: float | None
     jitter_ms: int | None
@@ -66,9 +67,9 @@ class AlertOut(BaseModel):
     site_id: int
     rule: str = Field(description="dropped | video_stopped | loss_high | rtt_high")
     value: float | None
-    raised_at: str | None
-    cleared_at: str | None
-    acked_at: str | None
+    raised_at: UtcDateTime | None
+    cleared_at: UtcDateTime | None
+    acked_at: UtcDateTime | None
     acked_by: str
     open: bool
 
@@ -76,7 +77,7 @@ class AlertOut(BaseModel):
 class QualityOut(BaseModel):
     meeting_id: int
     status: str
-    sampled_at: str | None
+    sampled_at: UtcDateTime | None
     period: float
     thresholds: dict[str, float]
     counts: dict[str, int]
