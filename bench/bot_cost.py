@@ -24,12 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from giaoban.media.bots import ClipSet, PublisherBot, SubscriberBot
+from giaoban.lab.bots import ClipSet, PublisherBot, SubscriberBot
+from giaoban.lab.loadrun import LoadConfig, MediaLab
+from giaoban.lab.rtpfast import PacketPump
 from giaoban.media.client import JanusClient
-from giaoban.media.loadrun import LoadConfig, MediaLab
-from giaoban.media.rtpfast import PacketPump
 from giaoban.media.videoroom import RoomOptions, VideoRoom
 
 

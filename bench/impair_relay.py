@@ -1,4 +1,4 @@
-"""Capacity of the userspace impairment relay (giaoban/media/impair.py): frames/s and CPU (as root).
+"""Capacity of the userspace impairment relay (giaoban/lab/impair.py): frames/s and CPU (as root).
 
     .venv/bin/python bench/impair_relay.py [--seconds 4] [--rates 300,1000,3000,10000,30000]
 
@@ -21,9 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from giaoban.media.netlab import Link, NetLab, missing_requirements
+from giaoban.lab.netns import Link, NetLab, missing_requirements
 
 SINK = (
     "import socket,sys\n"

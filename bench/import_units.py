@@ -18,16 +18,12 @@ database; the chain written by both audit modes is verified after every round.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -77,7 +73,7 @@ def database(kind: str) -> Iterator[str]:
             upgrade(url)
             yield url
     else:
-        from tests.pg import postgres_database
+        from giaoban.lab.pg import postgres_database
 
         with postgres_database() as url:
             upgrade(url)

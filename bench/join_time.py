@@ -34,12 +34,11 @@ from typing import Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab_app import PASSWORD, _serve, loadavg
 
-from giaoban.media.netlab import NetLab, missing_requirements
-from tests.lab.fixtures import JanusNamespace
+from giaoban.lab.janus_ns import JanusNamespace
+from giaoban.lab.netns import NetLab, missing_requirements
 
 CHROMIUM = Path(os.environ.get("GIAOBAN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [

@@ -1,22 +1,18 @@
 """The real app with its media plane in a child process, for the browser benchmarks (bench/join_time.py).
 
 A SQLite database with the demo org and an open briefing of every site, served as
-``tests/conference/media_app.py`` does: Janus in the lab namespace, the app on loopback + the link.
+the tests do (giaoban/lab/serve.py): Janus in the lab namespace, the app on loopback + the link.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing.connection
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.lab.fixtures import JanusNamespace  # noqa: E402
+from giaoban.lab.janus_ns import JanusNamespace
 
 PASSWORD = "Demo-password-2017"
 
@@ -79,19 +75,10 @@ def _serve(
     from giaoban.context import AppContext
     from giaoban.db import Database
     from giaoban.demo import load_demo
+    from giaoban.lab.serve import serve_with_media
     from giaoban.migrate import upgrade
     from giaoban.org import accounts
     from giaoban.settings import Settings
-    from tests.conference import media_app
-    from tests.conference.media_app import serve_with_media
-
-    if extra_plugins:  # e.g. bench/join_time.py's echotest, on the same Janus
-        settings_for = media_app.lab_janus_settings
-
-        def with_plugins(*a: Any, **kw: Any) -> Any:
-            return settings_for(*a, extra_plugins=list(extra_plugins), **kw)
-
-        media_app.lab_janus_settings = with_plugins
 
     accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # ~75 logins
     url = f"sqlite:///{work / 'bench.sqlite3'}"
@@ -108,7 +95,9 @@ def _serve(
     try:
         load_demo(ctx, password=PASSWORD)
         meeting_id, sites = _open_meeting(ctx, live)
-        with serve_with_media(ctx, ns, work / "janus") as served:
+        # e.g. bench/join_time.py's echotest, on the same Janus
+        janus = {"extra_plugins": list(extra_plugins)} if extra_plugins else None
+        with serve_with_media(ctx, ns, work / "janus", janus=janus) as served:
             conn.send(
                 {
                     "base": served.base,

@@ -53,10 +53,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
-extra=""
-[ "$mode" = test ] && extra="[test]"
+# run: the app and the lab (`giaoban loadtest`); test: that, plus the test tools (the test extra has the lab).
+extra="[lab]"
+[ "$mode" = test ] && extra="[lab,test]"
 stamp="$venv/.installed-$mode"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -e ".$extra"
   touch "$stamp"

@@ -15,10 +15,10 @@ from sqlalchemy import text
 from giaoban.audit.log import Actor, AuditLog
 from giaoban.context import AppContext, Tx
 from giaoban.db import Base, Database
+from giaoban.lab.pg import postgres_database
 from giaoban.migrate import upgrade
 from giaoban.models import Base as _all_tables  # noqa: F401  (every table registered for wipe())
 from giaoban.settings import Settings
-from tests.pg import postgres_database
 
 DEMO_PASSWORD = "Demo-password-2017"
 

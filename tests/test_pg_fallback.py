@@ -6,7 +6,7 @@ import os
 
 import psycopg
 
-from tests.pg import _throwaway_cluster
+from giaoban.lab.pg import _throwaway_cluster
 
 
 def test_throwaway_cluster_starts_answers_and_is_removed() -> None:

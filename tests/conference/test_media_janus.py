@@ -21,12 +21,12 @@ from sqlalchemy import select
 
 from giaoban.audit.log import Actor
 from giaoban.conference import meetings as svc
-from giaoban.conference.client import LiveClient as Tab
 from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.context import Tx
+from giaoban.lab.client import LiveClient as Tab
+from giaoban.lab.serve import Served
 from giaoban.org.models import Site, Unit, User
 from tests.conference import media_app
-from tests.conference.media_app import Served
 from tests.conftest import DEMO_PASSWORD, Demo
 
 pytestmark = pytest.mark.janus
@@ -39,7 +39,7 @@ aiortc = pytest.importorskip("aiortc")
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack  # noqa: E402
 
-from giaoban.media.rtpfast import RtpCounter  # noqa: E402
+from giaoban.lab.rtpfast import RtpCounter  # noqa: E402
 
 NO_STUN = RTCConfiguration(iceServers=[])  # traffic stays on the lab link
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from giaoban.conference import muting
-from giaoban.conference.client import LiveClient as Tab
+from giaoban.lab.client import LiveClient as Tab
+from giaoban.lab.serve import Served
 from tests.conference import media_app
-from tests.conference.media_app import Served
 from tests.conference.test_media_janus import (
     _grew,
     answer,

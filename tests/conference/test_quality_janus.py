@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from giaoban.lab.serve import Served
 from tests.conference import media_app
-from tests.conference.media_app import Served
 from tests.conference.test_media_janus import Tab, answer, open_meeting, publish, until
 from tests.conftest import DEMO_PASSWORD, Demo
 

@@ -9,10 +9,10 @@ import contextlib
 
 import pytest
 
-from giaoban.conference.client import LiveClient as Tab
 from giaoban.conference.stage import JanusStage, View
+from giaoban.lab.client import LiveClient as Tab
+from giaoban.lab.serve import Served
 from tests.conference import media_app
-from tests.conference.media_app import Served
 from tests.conftest import DEMO_PASSWORD, Demo
 
 pytestmark = pytest.mark.janus

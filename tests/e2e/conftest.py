@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from giaoban.context import AppContext
-from tests.conference.media_app import Served, serve_with_media
+from giaoban.lab.serve import Served, serve_with_media
 from tests.conftest import Demo
 from tests.e2e.helpers import ARTIFACTS as ARTIFACTS
 from tests.e2e.helpers import CHROMIUM as CHROMIUM

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conference.media_app import Served
+from giaoban.lab.serve import Served
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.helpers import ARTIFACTS, CONNECTED, SITES, ready_to_join
 from tests.e2e.helpers import briefing_meeting as _meeting

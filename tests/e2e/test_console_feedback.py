@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from giaoban.audit.log import Actor
 from giaoban.conference import meetings as svc
-from giaoban.conference.client import LiveClient
 from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.conference.live import LATE_AFTER_SECONDS
 from giaoban.context import Tx
+from giaoban.lab.client import LiveClient
 from giaoban.org.models import Site, Unit, User
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.test_briefing import Tabs, shot

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from giaoban.lab.serve import Served
 from giaoban.org.models import Site
-from tests.conference.media_app import Served
 from tests.conference.test_media_janus import Tab, open_meeting, publish
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.helpers import ARTIFACTS, join_room

@@ -1,7 +1,7 @@
 """Fault test (issue 5): a site behind a slow, lossy link joins in ≤ 3 s and keeps receiving.
 
 The site's Chromium runs inside its own namespace (tests/lab/fixtures.py: ``site_factory``), behind two
-impairable links shaped by the userspace relay (giaoban/media/impair.py): one to the root namespace,
+impairable links shaped by the userspace relay (giaoban/lab/impair.py): one to the root namespace,
 where the app listens on the link's root end (pages and WebSocket), one to the Janus namespace (media).
 The host site (dc-tw) is an ordinary browser in the root namespace. Impairment, **on both links, in
 each direction** (``site.shape``):
@@ -70,7 +70,7 @@ from playwright.sync_api import expect
 
 from giaoban.conference.layers import TOP_LAYER
 from giaoban.context import AppContext
-from tests.conference.media_app import serve_with_media
+from giaoban.lab.serve import serve_with_media
 from tests.conftest import Demo
 from tests.e2e.helpers import (
     ARTIFACTS,

@@ -35,9 +35,9 @@ from typing import Any
 import httpx
 import pytest
 
-from giaoban.conference.client import LiveClient
 from giaoban.context import AppContext
-from tests.conference.media_app import serve_with_media
+from giaoban.lab.client import LiveClient
+from giaoban.lab.serve import serve_with_media
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.helpers import ARTIFACTS, launch_chromium, launch_in_site
 from tests.e2e.helpers import join_room as _join

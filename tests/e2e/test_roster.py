@@ -21,8 +21,8 @@ from openpyxl import load_workbook
 
 from giaoban.audit.log import Actor
 from giaoban.context import Tx
+from giaoban.lab.serve import Served
 from giaoban.org import roster as svc
-from tests.conference.media_app import Served
 from tests.conftest import Demo
 from tests.e2e.helpers import ARTIFACTS, live_meeting
 from tests.e2e.test_briefing import Tabs, shot

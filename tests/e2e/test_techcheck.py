@@ -13,7 +13,7 @@ import pytest
 
 from giaoban.conference.hub import Hub
 from giaoban.conference.lifecycle import MeetingStatus
-from tests.conference.media_app import Served
+from giaoban.lab.serve import Served
 from tests.conftest import Demo
 from tests.e2e.helpers import briefing_meeting
 from tests.e2e.test_briefing import Tabs, shot

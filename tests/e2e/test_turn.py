@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from giaoban.context import AppContext
-from giaoban.media.netlab import NetLab
+from giaoban.lab.netns import NetLab
 from tests.conftest import Demo
 from tests.e2e.helpers import ARTIFACTS, join_room, launch_chromium, launch_in_site, live_meeting, unavailable
 from tests.e2e.test_briefing import Tabs, growth, slots_of, wait_for

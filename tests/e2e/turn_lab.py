@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from giaoban.context import AppContext
+from giaoban.lab.serve import serve_with_media
 from giaoban.media.turn import TurnService
-from tests.conference.media_app import serve_with_media
 from tests.lab.fixtures import JanusNamespace, SiteNamespace
 from tests.lab.turn import lab_turn_settings
 

@@ -9,7 +9,6 @@ created (or loopback).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import shutil
 import threading
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from giaoban.media.config import JanusSettings, load_janus_settings
-from giaoban.media.netlab import Link, NetLab, missing_requirements
+from giaoban.lab.janus_ns import JanusNamespace, lab_janus_settings
+from giaoban.lab.janus_ns import janus_lab_missing as lab_skip_reason
+from giaoban.lab.netns import Link, NetLab
+from giaoban.media.config import JanusSettings
 from giaoban.media.supervisor import JanusSupervisor
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "janus_ns",
     "janus_server",
     "lab_janus_settings",
+    "lab_skip_reason",
     "loop_thread",
     "netem",
     "netlab",
@@ -41,19 +42,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# Each Janus of a run gets its own ports, so several can share the namespace.
-_ports = itertools.count(0)
-
-
-def lab_skip_reason() -> str | None:
-    """Why Janus lab tests cannot run here; None when they can (root, iproute2, janus)."""
-    reason = missing_requirements()
-    if reason:
-        return reason
-    if shutil.which("janus") is None:
-        return "janus is not installed (apt-get install janus)"
-    return None
 
 
 class LoopThread:
@@ -75,24 +63,6 @@ class LoopThread:
         self._thread.join(5)
         if not self._thread.is_alive():
             self.loop.close()
-
-
-@dataclass(slots=True)
-class JanusNamespace:
-    """The namespace Janus runs in and the link that reaches it from the root namespace."""
-
-    name: str
-    link: Link
-
-    @property
-    def address(self) -> str:
-        """Janus's address (namespace end of the link)."""
-        return self.link.addr_b
-
-    @property
-    def host_address(self) -> str:
-        """The root-namespace end of the link (where test servers listen for Janus, e.g. events)."""
-        return self.link.addr_a
 
 
 @dataclass(slots=True)
@@ -121,36 +91,6 @@ class RunningJanus:
     def admin_secret(self) -> str:
         assert self.settings.admin_secret
         return self.settings.admin_secret
-
-
-class _LabJanusSettings(JanusSettings):
-    """Settings from keywords only, so a developer's GIAOBAN_JANUS_* env cannot leak into the lab."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
-def lab_janus_settings(ns: JanusNamespace, data_dir: Path, **overrides: Any) -> JanusSettings:
-    """Settings for one more Janus inside ``ns``: unique ports, secrets kept in ``data_dir``."""
-    n = next(_ports)
-    base: dict[str, Any] = {
-        "mode": "local",
-        "netns": ns.name,
-        "bind_address": ns.address,
-        "ws_port": 18000 + 2 * n,
-        "admin_port": 18001 + 2 * n,
-        "rtp_port_min": 20000 + 1000 * n,
-        "rtp_port_max": 20999 + 1000 * n,
-        "reclaim_session_timeout": 20,
-        "debug_level": 4,
-        "restart_backoff_initial": 0.2,
-        "start_timeout": 10.0,
-    }
-    base.update(overrides)
-    return load_janus_settings(data_dir, _LabJanusSettings(**base))
 
 
 @pytest.fixture(scope="session")

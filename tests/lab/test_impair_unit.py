@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from giaoban.media.impair import Direction, Profile, apply_changes
+from giaoban.lab.impair import Direction, Profile, apply_changes
 
 
 class FakeSocket:

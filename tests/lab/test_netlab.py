@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from giaoban.media.netlab import (
+from giaoban.lab.netns import (
     IFNAMSIZ,
     Link,
     NetLab,
@@ -132,7 +132,7 @@ def test_lab_pid_prefix_matches_process() -> None:
         assert lab.prefix == f"gb{os.getpid():x}x"
 
 
-# --- impairable links (the userspace relay, giaoban/media/impair.py) ---------------------------------
+# --- impairable links (the userspace relay, giaoban/lab/impair.py) ---------------------------------
 
 ECHO = (
     "import socket,sys\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from giaoban.media.netlab import NetLab, _netns_list
+from giaoban.lab.netns import NetLab, _netns_list
 from tests.lab.fixtures import JanusNamespace, SiteNamespace, lab_skip_reason
 
 pytestmark = pytest.mark.skipif(lab_skip_reason() is not None, reason=str(lab_skip_reason()))

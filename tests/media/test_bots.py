@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("aiortc", reason="aiortc is needed for media bots (pip install aiortc)")
 
-from giaoban.media.bots import Clip, ClipSet, PublisherBot, SubscriberBot, ensure_clip
+from giaoban.lab.bots import Clip, ClipSet, PublisherBot, SubscriberBot, ensure_clip
+from giaoban.lab.rtpfast import PacketPump
 from giaoban.media.client import JanusClient, JanusSession, JsonDict
 from giaoban.media.moderation import ModerationKeeper
-from giaoban.media.rtpfast import PacketPump
 from giaoban.media.videoroom import RoomOptions, VideoRoom
 from tests.lab.fixtures import RunningJanus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from giaoban.media.rtpfast import (
+from giaoban.lab.rtpfast import (
     MID_URI,
     PacketizedTrack,
     PacketPump,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from giaoban.media.netlab import Link, NetLab
+from giaoban.lab.netns import Link, NetLab
 from giaoban.media.turn import (
     TurnService,
     TurnSettings,

@@ -181,7 +181,7 @@ def _serve(app: Any, host: str, **ssl_kw: Any) -> tuple[Any, threading.Thread, i
 @pytest.fixture
 def lan_address() -> Iterator[str]:
     """A non-localhost address of this machine: the root end of a lab link (traffic stays local)."""
-    from giaoban.media.netlab import NetLab, missing_requirements
+    from giaoban.lab.netns import NetLab, missing_requirements
 
     reason = missing_requirements()
     if reason:

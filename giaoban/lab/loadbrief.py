@@ -12,7 +12,7 @@ Then, as people would: the central operator (``dieuhanh``) schedules a briefing 
 the host (TW) and the next sites of the org — over the REST API (``/api/v1/meetings``; the pages' form
 endpoints when the API is not mounted), opens and starts it; the chair (``chutri``) opens the console
 tab; the host and every site operator (``dc-<code>``) log in and join over the meeting WebSocket
-(:class:`~giaoban.conference.client.LiveClient`), publish the pre-packetized clip sent raw (as
+(:class:`~giaoban.lab.client.LiveClient`), publish the pre-packetized clip sent raw (as
 ``giaoban loadtest media``) and subscribe to their view, counting RTP from packet headers. Every tab
 pings every 20 s, as ``live.js`` does.
 
@@ -30,7 +30,8 @@ During ``--duration`` seconds the chair grants and revokes the floor ``--grants`
 * subscriber loss (sequence gaps, every view, whole duration); errors: every ``error`` reply, timeout,
   unexpected disconnect, failed renegotiation, or a site that did not hear the holder within 5 s.
 
-cli.py imports this module when it builds its parser: only the standard library is imported at the top.
+The command's options are parsed before aiortc and the bots are imported (they are, inside the functions
+that use them): ``--help`` and bad options answer without them.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from giaoban.media.loadtest import log_warnings, run_and_report
-from giaoban.media.loadtest import percentile as nearest_rank
+from giaoban.lab.measure import cpu_seconds, local_ports, log_warnings, run_and_report, udp_socket_drops
+from giaoban.lab.measure import percentile as nearest_rank
+from giaoban.media.supervisor import read_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +205,10 @@ class Target:
         return self
 
     def _start_lab(self) -> None:
-        from giaoban.media.netlab import NetLab, missing_requirements
+        from giaoban.lab.janus_ns import janus_lab_missing
+        from giaoban.lab.netns import NetLab
 
-        reason = missing_requirements() or (None if shutil.which("janus") else "janus is not installed")
+        reason = janus_lab_missing()
         if reason:
             raise RuntimeError(f"cannot build the lab: {reason} (or pass --url)")
         self.netlab = NetLab("brief")
@@ -282,23 +285,6 @@ class Target:
                 shutil.copy(log_file, self.config.keep_logs / log_file.name)
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    from giaoban.media.loadrun import cpu_seconds as read
-
-    return read(pid)
-
-
-def rss_mb(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    from giaoban.media.loadrun import rss_mb as read
-
-    value = read(pid)
-    return round(value, 1) if value is not None else None
 
 
 # -- the meeting, scheduled as a central operator would ----------------------------------------
@@ -430,7 +416,7 @@ class Run:
     """One load run against a target; collects errors, runs the grants, measures."""
 
     def __init__(self, config: BriefConfig, target: Target, clips: Any) -> None:
-        from giaoban.media.rtpfast import PacketPump
+        from giaoban.lab.rtpfast import PacketPump
 
         self.config = config
         self.target = target
@@ -468,7 +454,7 @@ class Run:
     # -- joining --
 
     async def open_tab(self, bot: SiteBot, **hello: Any) -> None:
-        from giaoban.conference.client import LiveClient
+        from giaoban.lab.client import LiveClient
 
         username = bot.name
         bot.tab = await LiveClient.open(
@@ -480,8 +466,8 @@ class Run:
         """``media.publish`` a PeerConnection whose RTP (the clip, audio + video) is sent raw."""
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-        from giaoban.media.bots import PublisherBot, SilentTrack, host_candidates_only, wait_connected
-        from giaoban.media.rtpfast import parse_sections
+        from giaoban.lab.bots import PublisherBot, SilentTrack, host_candidates_only, wait_connected
+        from giaoban.lab.rtpfast import parse_sections
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         bot.pub_pc = pc
@@ -502,8 +488,8 @@ class Run:
         """``media.subscribe`` + ``media.start``; renegotiate on ``media.offer`` as the browser does."""
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-        from giaoban.media.bots import host_candidates_only
-        from giaoban.media.rtpfast import RtpCounter
+        from giaoban.lab.bots import host_candidates_only
+        from giaoban.lab.rtpfast import RtpCounter
 
         for attempt in range(5):
             reply = await bot.tab.call("media.subscribe")
@@ -751,7 +737,9 @@ class Run:
             if steady[0]:
                 res.janus_cpu_steady_pct = round(100 * steady[2] / steady[0], 1)
         res.generator_cpu_pct = round(100 * (gen1 - gen0) / span, 1)
-        res.app_rss_mb, res.janus_rss_mb = rss_mb(app), rss_mb(janus)
+        for name, pid in (("app", app), ("janus", janus)):
+            rss = read_rss_mb(pid) if pid else None
+            setattr(res, f"{name}_rss_mb", None if rss is None else round(rss, 1))
         totals = {"host": [0, 0], "speaker": [0, 0]}  # received, lost
         for bot, snap0, snap1 in zip(views, before, after, strict=True):
             for ssrc, (mid, packets, expected) in snap1.items():
@@ -795,18 +783,6 @@ def per_ssrc(counter: Any) -> dict[int, tuple[str | None, int, int]]:
     return {ssrc: (c.mid, c.packets, c.expected) for ssrc, c in counter.by_ssrc.items()}
 
 
-def local_ports(pc: Any) -> set[int]:
-    from giaoban.media.loadrun import local_ports as ports
-
-    return ports(pc)
-
-
-def udp_socket_drops(ports: set[int]) -> int:
-    from giaoban.media.loadrun import udp_socket_drops as drops
-
-    return drops(ports)
-
-
 def type_name(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -815,7 +791,7 @@ async def run_brief(config: BriefConfig) -> BriefResult:
     """Build (or reach) the app, run the briefing load, return the figures; always tears down."""
     import aioice.ice
 
-    from giaoban.media.bots import ClipSet
+    from giaoban.lab.bots import ClipSet
 
     if config.sites < 2:
         raise ValueError("--sites must be >= 2 (the host and at least one site)")

@@ -6,7 +6,7 @@ simulcast) and cached; it is demuxed once into memory and every bot replays the 
 Publishing, two modes:
 
 * ``raw`` (default, cheapest): aiortc only negotiates ICE/DTLS; the frames are pre-packetized once and
-  sent by one :class:`~giaoban.media.rtpfast.PacketPump` for all bots of the process (header write, SRTP
+  sent by one :class:`~giaoban.lab.rtpfast.PacketPump` for all bots of the process (header write, SRTP
   protect, sendto). Supports simulcast (SSRC ``SIM`` group: 180p + 360p) and answers Janus's PLIs by
   jumping to the clip's next keyframe, as a browser would send one.
 * ``aiortc``: the frames go through aiortc's ``RTCRtpSender`` (it packetizes; nothing is encoded).
@@ -41,8 +41,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from giaoban.media.client import JanusSession, JsonDict
-from giaoban.media.rtpfast import (
+from giaoban.lab.rtpfast import (
     AUDIO_LEVEL_URI,
     MID_URI,
     PacketizedTrack,
@@ -57,6 +56,7 @@ from giaoban.media.rtpfast import (
     vp8_payloads,
     watch_keyframe_requests,
 )
+from giaoban.media.client import JanusSession, JsonDict
 from giaoban.media.videoroom import VideoRoomPublisher, VideoRoomSubscriber
 
 VIDEO_CLOCK = 90_000

@@ -11,7 +11,7 @@ Traffic stays on the links we create: nothing here ever targets another address.
 
 Shaping uses ``tc netem`` where the kernel has it. Where it has not (this project's VMs), an *impairable*
 link (``link(a, b, impairable=True)``) runs through a relay namespace in the middle, where
-:mod:`giaoban.media.impair` forwards every frame between two veth pairs and applies loss, delay, jitter,
+:mod:`giaoban.lab.impair` forwards every frame between two veth pairs and applies loss, delay, jitter,
 rate limit and outage in userspace.
 """
 
@@ -95,7 +95,7 @@ def _ethtool_off(dev: str) -> None:
 
 
 class ImpairRelay:
-    """The control channel of one :mod:`giaoban.media.impair` process (JSON lines on its stdin/stdout)."""
+    """The control channel of one :mod:`giaoban.lab.impair` process (JSON lines on its stdin/stdout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         self.proc = proc

@@ -3,7 +3,7 @@
 Runs as its own process in a "middle" network namespace that holds two interfaces without IP addresses
 (the inner ends of two veth pairs whose outer ends are the two sides of a lab link)::
 
-    python -m giaoban.media.impair --a IF_A --b IF_B [--buffer-bytes N] [--seed S]
+    python -m giaoban.lab.impair --a IF_A --b IF_B [--buffer-bytes N] [--seed S]
 
 (or ``python path/to/impair.py …``: this module imports only the standard library, so NetLab runs it by
 path and skips the package's imports). Every Ethernet frame received on ``IF_A`` is sent out of ``IF_B``

@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -30,20 +29,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aioice.ice
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from giaoban.media.bots import ClipSet, PublisherBot, SubscriberBot
+from giaoban.lab.bots import ClipSet, PublisherBot, SubscriberBot
+from giaoban.lab.janus_ns import LabJanusSettings
+from giaoban.lab.measure import (
+    cpu_seconds,
+    cpu_times,
+    local_ports,
+    percentile,
+    udp_rcvbuf_errors,
+    udp_socket_drops,
+)
+from giaoban.lab.netns import NetLab, missing_requirements
+from giaoban.lab.rtpfast import CountSnapshot, PacketPump, window_loss
 from giaoban.media.client import JanusClient, JanusSession, JsonDict
-from giaoban.media.config import JanusSettings, load_janus_settings
-from giaoban.media.loadtest import percentile
-from giaoban.media.netlab import NetLab, missing_requirements
-from giaoban.media.rtpfast import CountSnapshot, PacketPump, window_loss
-from giaoban.media.supervisor import JanusSupervisor
+from giaoban.media.config import load_janus_settings
+from giaoban.media.supervisor import JanusSupervisor, read_rss_mb
 from giaoban.media.videoroom import RoomOptions, VideoRoom
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True)
@@ -121,40 +126,6 @@ class LoadResult:
         return out
 
 
-class _ExplicitJanusSettings(JanusSettings):
-    """Settings from keywords only: a developer's GIAOBAN_JANUS_* env must not leak into the lab."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system, all threads) of a process, from /proc/<pid>/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def cpu_times(cpu: int) -> tuple[int, int, int] | None:
-    """(busy, softirq+irq, total) jiffies of one CPU from /proc/stat."""
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:]]
-                idle = v[3] + v[4]
-                total = sum(v[:8])
-                return total - idle, v[5] + v[6], total
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def _core_pct(
     before: tuple[int, int, int] | None, after: tuple[int, int, int] | None
 ) -> tuple[float, float] | None:
@@ -162,68 +133,6 @@ def _core_pct(
         return None
     span = after[2] - before[2]
     return round(100 * (after[0] - before[0]) / span, 1), round(100 * (after[1] - before[1]) / span, 1)
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def udp_rcvbuf_errors(netns: str | None = None) -> int | None:
-    """UDP datagrams dropped for a full receive buffer (RcvbufErrors) in a network namespace."""
-    try:
-        if netns is None:
-            text = Path("/proc/net/snmp").read_text()
-        else:
-            proc = subprocess.run(
-                ["ip", "netns", "exec", netns, "cat", "/proc/net/snmp"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-            text = proc.stdout
-        rows = [line.split() for line in text.splitlines() if line.startswith("Udp:")]
-        return int(rows[1][rows[0].index("RcvbufErrors")])
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-        return None
-
-
-def udp_socket_drops(ports: set[int]) -> int:
-    """Datagrams dropped by the kernel on our own UDP sockets (``drops`` of /proc/net/udp by local port)."""
-    total = 0
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            with contextlib.suppress(IndexError, ValueError):
-                if int(cols[1].rsplit(":", 1)[1], 16) in ports:
-                    total += int(cols[-1])
-    return total
-
-
-def local_ports(pc: Any) -> set[int]:
-    """Local UDP ports of a PeerConnection's ICE sockets."""
-    ports: set[int] = set()
-    with contextlib.suppress(Exception):
-        for transceiver in pc.getTransceivers():
-            transport = transceiver.receiver.transport
-            if transport is None:
-                continue
-            for protocol in transport.transport._connection._protocols:
-                sock = protocol.transport.get_extra_info("socket")
-                if sock is not None:
-                    ports.add(sock.getsockname()[1])
-            break
-    return ports
 
 
 class MediaLab:
@@ -254,7 +163,7 @@ class MediaLab:
             link = self.netlab.link(None, ns)
             self.data_dir = Path(tempfile.mkdtemp(prefix="giaoban-loadtest-"))
             pin = self.config.janus_cpu if (os.cpu_count() or 1) > 1 else None
-            explicit = _ExplicitJanusSettings(
+            explicit = LabJanusSettings(
                 mode="local",
                 netns=ns,
                 bind_address=link.addr_b,
@@ -536,7 +445,7 @@ class BriefingLoad:
             if received:
                 res.us_per_packet = round(janus_s * 1e6 / received, 1)
         if pid:
-            rss = rss_mb(pid)
+            rss = read_rss_mb(pid)
             res.janus_rss_mb = round(rss, 1) if rss is not None else None
         joins = [ms for s in subs if (ms := s.first_rtp_ms()) is not None]
         joins_all = [ms for s in subs if (ms := s.all_streams_ms()) is not None]

@@ -1,30 +1,18 @@
 """`giaoban loadtest media`: a host + N synthetic sites in one Janus room, measured (see loadrun.py).
 
-cli.py imports this module when it builds its parser, so only the standard library is imported here;
-aiortc and the bots are imported when the command runs.
+The command's options and entry point. Only the standard library (and the light :mod:`giaoban.lab.measure`)
+is imported here, so ``--help`` and bad options answer without aiortc; :mod:`giaoban.lab.loadrun` (the
+run itself: bots, aiortc) is imported when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
-import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(-(-len(ordered) * pct // 100)) - 1))
-    return ordered[rank]
+from giaoban.lab.measure import log_warnings, run_and_report
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -66,19 +54,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def log_warnings(fmt: str | None = None) -> None:
-    """A load test's logging: warnings and errors on stderr; aioice's and aiortc's errors only."""
-    if fmt:
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=fmt)
-    else:
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("aioice").setLevel(logging.ERROR)
-    logging.getLogger("aiortc").setLevel(logging.ERROR)
-
-
 def run_cli(args: argparse.Namespace) -> int:
     """Run the load test; exit 0 when it ran without errors, 1 otherwise, 2 when it could not run."""
-    from giaoban.media.loadrun import LoadConfig, format_table, run_load, time_budget
+    from giaoban.lab.loadrun import LoadConfig, format_table, run_load, time_budget
 
     log_warnings()
     config = LoadConfig(
@@ -115,63 +93,3 @@ def run_cli(args: argparse.Namespace) -> int:
         as_json=args.json,
         table=format_table,
     )
-
-
-class Report(Protocol):
-    """What a load run returns: its error count and its figures as JSON."""
-
-    errors: int
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-R = TypeVar("R", bound=Report)
-
-
-def run_and_report(
-    main: Callable[[], Awaitable[R]],
-    *,
-    budget: float,
-    nice: int,
-    generator_cpu: int,
-    as_json: bool,
-    table: Callable[[R], str],
-) -> int:
-    """Run a load test's coroutine within ``budget`` seconds and print its result (a table, or one JSON
-    object); the exit code of ``giaoban loadtest …``: 0 without errors, 1 with errors or out of time,
-    2 when it could not run, 130 when interrupted.
-
-    ``nice`` (when not 0) is applied to this process and its session, so the lab processes it starts
-    inherit it; the generator (this process) runs on ``generator_cpu`` when the machine has several."""
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-        # With sched_autogroup, nice only ranks processes inside one session: set the session's too.
-        with contextlib.suppress(OSError):
-            Path("/proc/self/autogroup").write_text(str(nice))
-    previous = None
-    if (os.cpu_count() or 1) > 1:
-        previous = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {generator_cpu})
-
-    async def bounded() -> R:
-        return await asyncio.wait_for(main(), budget)
-
-    try:
-        result = asyncio.run(bounded())
-    except TimeoutError:
-        print(f"load test did not finish within {budget:.0f} s", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("load test interrupted; its lab was torn down", file=sys.stderr)
-        return 130
-    except (RuntimeError, ValueError) as exc:
-        print(f"load test failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if previous is not None:
-            os.sched_setaffinity(0, previous)
-    if as_json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
-    else:
-        print(table(result))
-    return 0 if result.errors == 0 else 1
