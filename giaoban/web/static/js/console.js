@@ -2,9 +2,10 @@
 // board, the paged wall of all sites (low simulcast layer) and chat with private replies.
 
 import { el, format, readJson } from "./common.js";
-import { LiveError, LiveSocket, MediaSteps, Subscription, autoplay, clock, hhmm, statusText } from "./live.js";
-import { showHostPresence } from "./live.js";
+import { Chat } from "./chat.js";
+import { LiveError, LiveSocket, MediaSteps, Subscription, clock, showHostPresence, showMeetingStatus, statusText } from "./live.js";
 import { rollCall } from "./rollcall.js";
+import { MeetingView } from "./view.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -13,25 +14,13 @@ const canChair = Boolean(config.canChair);
 
 const conn = $("conn");
 const errorBox = $("console-error");
-const hostVideo = $("host-video");
-const speakersBox = $("speakers");
 const holdersList = $("holders");
 const queueList = $("queue");
 const wallList = $("wall");
-const chatList = $("chat");
-const chatTo = $("chat-to");
-const soundButton = $("sound");
-const play = autoplay(() => [hostVideo, ...speakersBox.querySelectorAll("video")], soundButton);
-const noSpeaker = $("no-speaker");
-
-let view = null;
-let slots = null;
-let subscribing = false;
 let wall = null; // Subscription of the wall
 let wallInfo = null; // {page, pages, tiles}
 let wallPage = 1;
 let wallBusy = false;
-const streams = new Map(); // view slot video mid -> MediaStream
 const wallStreams = new Map(); // wall mid -> MediaStream
 
 function showError(text) {
@@ -65,21 +54,21 @@ const socket = new LiveSocket({
   onState(state, changes) {
     render(state);
     showHostPresence($("host-state"), state, config.hostSiteId, S, config.hostName);
-    if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
+    view.ensure();
     if (!wall && !wallBusy && state.order.some((id) => state.site(id)?.publishing)) openWall(wallPage);
-    if (view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
+    if (view.sub && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
       dropMedia();
     }
   },
   onMessage(msg) {
-    if (msg.type === "media.slots") showSlots(msg);
+    if (msg.type === "media.slots") view.showSlots(msg);
     else if (msg.type === "media.wall") showWall(msg);
     else if (msg.type === "media.offer") {
-      const sub = msg.target === "wall" ? wall : view;
-      sub?.renegotiate(msg.jsep).catch(console.warn);
-    } else if (msg.type === "chat.private") addPrivate(msg.message);
+      if (msg.target === "wall") wall?.renegotiate(msg.jsep).catch(console.warn);
+      else view.renegotiate(msg.jsep);
+    } else if (msg.type === "chat.private") chat.add(msg.message);
     else if (msg.type === "media.reset") {
       // The media server restarted: subscribe again once the host publishes (onState).
       showMediaStep("reset");
@@ -87,80 +76,24 @@ const socket = new LiveSocket({
     }
   },
 });
+
+// The host and the speakers (view.js).
+const view = new MeetingView({
+  socket,
+  strings: S,
+  hostSiteId: config.hostSiteId,
+  onStep: showMediaStep,
+  onFailed: (error) => showError(error.message),
+});
+
 socket.connect();
 
 function dropMedia() {
-  view?.close();
-  view = null;
+  view.drop();
   wall?.close();
   wall = null;
-  slots = null;
   wallInfo = null;
-  streams.clear();
   wallStreams.clear();
-}
-
-// ---- host and speakers -----------------------------------------------------------------------
-
-async function subscribeView() {
-  subscribing = true;
-  try {
-    const result = await socket.send("media.subscribe");
-    slots = result.slots;
-    streams.clear();
-    speakersBox.replaceChildren(
-      noSpeaker,
-      ...slots.speakers.map((s) =>
-        el(
-          "figure",
-          { class: "screen screen-speaker", hidden: true, dataset: { slot: s.video } },
-          el("video", { autoplay: true, playsinline: true, dataset: { mid: s.video } }),
-          el("figcaption", {}, el("span", { class: "who" })),
-        ),
-      ),
-    );
-    const failed = () => {
-      view?.close();
-      view = null;
-      setTimeout(subscribeView, 1000);
-    };
-    view = new Subscription(socket, "view", (mid, track) => {
-      const slot = [slots.host, ...slots.speakers].find((s) => s.video === mid || s.audio === mid);
-      if (!slot) return;
-      if (!streams.has(slot.video)) streams.set(slot.video, new MediaStream());
-      const stream = streams.get(slot.video);
-      stream.addTrack(track);
-      const video = slot === slots.host ? hostVideo : speakersBox.querySelector(`video[data-mid="${slot.video}"]`);
-      if (video && video.srcObject !== stream) video.srcObject = stream;
-      play();
-    }, failed, showMediaStep);
-    await view.start(result.jsep);
-    showSlots(result.slots);
-  } catch (error) {
-    view?.close();
-    view = null;
-    if (!(error instanceof LiveError && error.code === "host_not_ready")) showError(error.message);
-  } finally {
-    subscribing = false;
-  }
-}
-
-
-function showSlots(message) {
-  if (!slots) return;
-  slots = { host: { ...slots.host, ...message.host }, speakers: message.speakers };
-  $("host-wait").hidden = message.host.site_id !== null;
-  noSpeaker.hidden = message.speakers.some((s) => s.site_id !== null);
-  for (const s of message.speakers) {
-    const figure = speakersBox.querySelector(`figure[data-slot="${s.video}"]`);
-    if (!figure) continue;
-    figure.hidden = s.site_id === null;
-    figure.dataset.site = s.site_id ?? "";
-    if (s.site_id !== null) {
-      figure.querySelector(".who").textContent = format(S.speakerLabel, { name: socket.state.siteName(s.site_id) });
-    }
-  }
-  play();
 }
 
 // ---- the wall --------------------------------------------------------------------------------
@@ -315,7 +248,7 @@ wallList.addEventListener("click", (event) => {
   const grant = event.target.closest("[data-grant]");
   if (grant) grantFloor(Number(grant.dataset.grant));
   const reply = event.target.closest("[data-reply]");
-  if (reply) replyTo(Number(reply.dataset.reply));
+  if (reply) chat.replyTo(Number(reply.dataset.reply));
 });
 
 // ---- the floor -------------------------------------------------------------------------------
@@ -457,138 +390,34 @@ function renderRoll(state) {
   );
 }
 
-// ---- chat ------------------------------------------------------------------------------------
+// ---- chat (chat.js) -----------------------------------------------------------------------------
 
-let chatRendered = 0;
-let unread = 0;
-const unreadBadge = $("chat-unread");
-const chatPanel = chatList.closest(".chat-panel");
-let chatInView = true;
-
-/** The person as people know them: full name and unit (older messages: the login name). */
-function person(m) {
-  const name = m.name || m.user;
-  return m.unit ? `${name}, ${m.unit}` : name;
-}
-
-function showUnread() {
-  unreadBadge.hidden = unread === 0;
-  unreadBadge.textContent = format(S.unread, { n: unread });
-}
-
-function atBottom() {
-  return chatList.scrollHeight - chatList.scrollTop - chatList.clientHeight < 24;
-}
-
-/** A new line: stay at the bottom if the chair is there and can see it, else count it unread. */
-function appendChat(line) {
-  const follow = atBottom();
-  chatList.append(line);
-  if (follow) chatList.scrollTop = chatList.scrollHeight;
-  if (!follow || !chatInView || document.hidden) {
-    unread += 1;
-    showUnread();
-  }
-}
-
-function markRead() {
-  if (atBottom() && chatInView) {
-    unread = 0;
-    showUnread();
-  }
-}
-chatList.addEventListener("scroll", markRead, { passive: true });
-new IntersectionObserver((entries) => {
-  chatInView = entries.some((e) => e.isIntersecting);
-  markRead();
-}, { threshold: 0.6 }).observe(chatList);
-unreadBadge.addEventListener("click", () => {
-  chatPanel.scrollIntoView({ block: "nearest" });
-  chatList.scrollTop = chatList.scrollHeight;
-  unread = 0;
-  showUnread();
-  $("chat-text").focus({ preventScroll: true });
-});
-
-function chatLine(m) {
-  const from = m.from_site === null ? `${S.control} · ${person(m)}` : socket.state.siteName(m.from_site);
-  let tag = null;
-  if (m.to === "control") tag = S.privateFrom;
-  else if (typeof m.to === "number") tag = format(S.privateTo, { name: socket.state.siteName(m.to) });
-  const line = el(
-    "li",
-    { class: m.to === "all" ? "chat-line" : "chat-line chat-private" },
-    el("span", { class: "chat-meta" }, `${hhmm(m.at)} · ${from}`, tag ? ` · ${tag}` : ""),
-    el("span", { class: "chat-text" }, m.text),
-  );
-  if (m.to === "control" && m.from_site !== null) {
-    line.append(
-      el("button", { type: "button", class: "btn btn-secondary btn-small", dataset: { reply: m.from_site } }, S.reply),
-    );
-  }
-  return line;
-}
-
-function renderChat(state) {
-  const first = chatRendered === 0;
-  for (const m of state.chat.slice(chatRendered)) {
-    if (first) chatList.append(chatLine(m));
-    else appendChat(chatLine(m));
-  }
-  if (first) chatList.scrollTop = chatList.scrollHeight;
-  chatRendered = state.chat.length;
-}
-
-function addPrivate(message) {
-  appendChat(chatLine(message));
-}
-
-function replyTo(siteId) {
-  let option = chatTo.querySelector(`option[value="${siteId}"]`);
-  if (!option) {
-    option = el("option", { value: siteId }, format(S.replyTo, { name: socket.state.siteName(siteId) }));
-    chatTo.append(option);
-  }
-  chatTo.value = String(siteId);
-  $("chat-text").focus();
-}
-chatList.addEventListener("click", (event) => {
-  const reply = event.target.closest("[data-reply]");
-  if (reply) replyTo(Number(reply.dataset.reply));
-});
-
-$("chat-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const input = $("chat-text");
-  const text = input.value.trim();
-  if (!text) return;
-  const to = chatTo.value === "all" ? "all" : Number(chatTo.value);
-  if ((await act("chat.send", { text, to })).ok) input.value = "";
+const chat = new Chat({
+  socket,
+  strings: S,
+  tags: { toControl: S.privateFrom, toSite: S.privateTo },
+  send: async (type, payload) => (await act(type, payload)).ok,
+  replyLabel: S.reply,
 });
 
 // ---- everything ------------------------------------------------------------------------------
 
 function render(state) {
-  const status = state.meeting?.status;
-  if (status) {
-    const badgeEl = $("meeting-status");
-    badgeEl.textContent = config.statuses[status] ?? status;
-    badgeEl.className = `badge mstatus-${status}`;
-  }
+  showMeetingStatus(state, config.statuses);
   renderFloor(state);
   renderRoll(state);
   renderWall(state);
-  renderChat(state);
+  chat.render(state);
 }
 
 // For the end-to-end tests and for support staff in the browser console.
 window.giaobanConsole = {
   socket,
   get view() {
-    return view;
+    return view.sub;
   },
   get slots() {
-    return slots;
+    return view.slots;
   },
   get wall() {
     return wall;

@@ -579,3 +579,12 @@ export function showHostPresence(box, state, hostSiteId, S, name) {
   }
   return presence;
 }
+
+/** The meeting's status badge (#meeting-status) of a live page, in the page's words ``names``. */
+export function showMeetingStatus(state, names) {
+  const status = state.meeting?.status;
+  if (!status) return;
+  const badge = document.getElementById("meeting-status");
+  badge.textContent = names[status] ?? status;
+  badge.className = `badge mstatus-${status}`;
+}

@@ -2,20 +2,20 @@
 // host large and the current speaker beside it, "xin phát biểu", check-in and chat.
 
 import { el, format, readJson } from "./common.js";
+import { Chat } from "./chat.js";
 import {
-  LiveError,
   LiveSocket,
   MediaSteps,
   statusText,
-  Subscription,
-  autoplay,
   clock,
   hhmm,
   keepAlive,
   publish,
   restartPublisher,
   showHostPresence,
+  showMeetingStatus,
 } from "./live.js";
+import { MeetingView } from "./view.js";
 
 const config = readJson("gb-config");
 const S = readJson("gb-strings");
@@ -33,10 +33,6 @@ const joinButton = $("join");
 const setupStatus = $("setup-status");
 const pathState = $("path-state");
 const hostState = $("host-state"); // the host's presence, at every site but the host itself
-const hostVideo = $("host-video");
-const hostWait = $("host-wait");
-const speakersBox = $("speakers");
-const noSpeaker = $("no-speaker");
 const floorState = $("floor-state");
 const requestButton = $("request");
 const orderButton = $("request-order");
@@ -44,22 +40,12 @@ const cancelButton = $("cancel");
 const requestWhy = $("request-why");
 const queueAhead = $("queue-ahead");
 const siteQueue = $("site-queue");
-const screensBox = $("screens");
 const micState = $("mic-state");
-const soundButton = $("sound");
-const playAll = autoplay(() => [hostVideo, ...speakersBox.querySelectorAll("video")], soundButton);
 
 let local = null; // MediaStream from the camera and microphone
 let joined = false; // the technician pressed "Vào phòng họp"
 let pub = null; // RTCPeerConnection publishing
-let view = null; // Subscription (host + speakers)
-// Whether the server sends anything on the view: before "Vào phòng họp" the view is pre-warmed
-// (connected, nothing sent), the click only turns it on (media.view) — docs/protocol.md.
-let viewOn = false;
-let slots = null; // {host: {site_id, video, audio}, speakers: [...]}
-let subscribing = false;
 let publishing = false;
-const streams = new Map(); // mid -> MediaStream of its slot
 let meter = null;
 let epoch = 0; // bumped whenever the media is dropped: late answers of older attempts are discarded
 let pubAlive = null; // keepAlive of the publishing PeerConnection
@@ -84,7 +70,7 @@ const socket = new LiveSocket({
     conn.textContent = text;
     conn.className = `conn conn-${status}`;
     if (status !== "connected") {
-      if (joined && (pub || view)) showMediaStep("replacing");
+      if (joined && (pub || view.sub)) showMediaStep("replacing");
       dropMedia();
     }
   },
@@ -96,9 +82,9 @@ const socket = new LiveSocket({
     render(state);
     if (hostState) showHostPresence(hostState, state, config.hostSiteId, S, config.hostName);
     const live = state.site(config.siteId)?.publishing;
-    if (live && view && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
+    if (live && view.sub && ["replacing", "reset"].includes(mediaSteps.step)) showMediaStep("recovered");
     // Before the click as well: the view is pre-warmed (media.subscribe with active: false).
-    if (!view && !subscribing && state.site(config.hostSiteId)?.publishing) subscribeView();
+    view.ensure();
     if (changes?.some((c) => c.path === "meeting") && state.meeting.status === "ended") {
       showError(S.meetingEnded);
       dropMedia();
@@ -106,18 +92,46 @@ const socket = new LiveSocket({
     }
   },
   onMessage(msg) {
-    if (msg.type === "media.slots") showSlots(msg);
-    else if (msg.type === "media.offer" && msg.target === "view") view?.renegotiate(msg.jsep).catch(console.warn);
-    else if (msg.type === "chat.private") addChat(msg.message);
+    if (msg.type === "media.slots") view.showSlots(msg);
+    else if (msg.type === "media.offer" && msg.target === "view") view.renegotiate(msg.jsep);
+    else if (msg.type === "chat.private") chat.add(msg.message);
     else if (msg.type === "media.reset") {
       // The media server restarted (or lost us): publish and subscribe again, nobody clicks.
       showMediaStep("reset");
       dropMedia();
       if (joined) startMedia();
-      else if (socket.state.site(config.hostSiteId)?.publishing) subscribeView();
+      else if (view.hostLive()) view.subscribe();
     }
   },
 });
+
+// ---- the host and the speakers (view.js) ---------------------------------------------------------
+// Before "Vào phòng họp" the view is pre-warmed (connected, nothing sent); the click turns it on.
+
+const view = new MeetingView({
+  socket,
+  strings: S,
+  hostSiteId: config.hostSiteId,
+  screensBox: $("screens"),
+  timeLeft: true,
+  active: () => joined,
+  onStep: showMediaStep,
+  onConnecting() {
+    pathState.textContent = S.pathConnecting;
+    pathState.dataset.ready = "no";
+  },
+  onReady(sub) {
+    watchPath(sub);
+    if (joined) showError("");
+  },
+  onLost() {
+    if (joined) showError(S.mediaDown);
+  },
+  onFailed(error) {
+    showError(format(S.joinFailed, { error: error.message }));
+  },
+});
+
 socket.connect();
 
 // ---- devices ---------------------------------------------------------------------------------
@@ -219,29 +233,13 @@ joinButton.addEventListener("click", async () => {
   $("setup").hidden = true;
   $("screens").hidden = false;
   $("self").hidden = false;
-  turnViewOn(); // the pre-warmed view, if it is there: only its media is turned on
+  view.turnOn(); // the pre-warmed view, if it is there: only its media is turned on
   if (socket.connected) await startMedia();
 });
 
-/** The click on a pre-warmed view: the server sends its host and speakers from now on. If that
- * fails, the view is replaced by a new (active) one, as without pre-warming. */
-function turnViewOn() {
-  const sub = view;
-  if (!joined || !sub || viewOn) return;
-  viewOn = true;
-  socket.send("media.view", { on: true }).catch((error) => {
-    console.warn("media.view", error?.code ?? error);
-    if (view !== sub) return;
-    view.close();
-    view = null;
-    viewOn = false;
-    subscribeView();
-  });
-}
-
 async function startMedia() {
   // The view does not depend on our publishing: subscribe at once, in parallel (join time).
-  if (!view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
+  if (!view.sub && view.hostLive()) view.subscribe();
   if (publishing || pub || !local) return;
   publishing = true;
   const mine = epoch;
@@ -275,7 +273,7 @@ async function startMedia() {
     }, mine !== epoch ? 0 : 2000);
     return;
   }
-  if (!view && socket.state.site(config.hostSiteId)?.publishing) subscribeView();
+  if (!view.sub && view.hostLive()) view.subscribe();
 }
 
 function republish() {
@@ -292,7 +290,7 @@ function republish() {
  * joining only turns its media on (no handshake left to wait for on a slow link). */
 function watchPath(sub) {
   const update = () => {
-    if (view !== sub) return;
+    if (view.sub !== sub) return;
     const ready = sub.pc?.connectionState === "connected";
     pathState.textContent = ready ? S.pathReady : S.pathConnecting;
     pathState.dataset.ready = ready ? "yes" : "no";
@@ -313,131 +311,7 @@ function dropMedia() {
   pubAlive = null;
   pub?.close();
   pub = null;
-  view?.close();
-  view = null;
-  viewOn = false;
-  slots = null;
-  streams.clear();
-}
-
-async function subscribeView() {
-  if (subscribing || !socket.connected) return;
-  subscribing = true;
-  pathState.textContent = S.pathConnecting;
-  pathState.dataset.ready = "no";
-  const mine = epoch;
-  const active = joined;
-  let sub = null;
-  let failed = false;
-  try {
-    const result = await socket.send("media.subscribe", { active });
-    if (mine !== epoch) throw new LiveError("stale", ""); // dropped meanwhile: subscribe again below
-    slots = result.slots;
-    streams.clear();
-    buildSpeakerScreens();
-    sub = new Subscription(
-      socket,
-      "view",
-      placeTrack,
-      () => {
-        // Beyond an ICE restart: subscribe again.
-        if (view !== sub) return;
-        view.close();
-        view = null;
-        viewOn = false;
-        if (joined) showError(S.mediaDown);
-        setTimeout(subscribeView, 1000);
-      },
-      showMediaStep,
-    );
-    view = sub;
-    viewOn = active;
-    await view.start(result.jsep);
-    watchPath(sub);
-    showSlots(result.slots);
-    if (joined) showError("");
-  } catch (error) {
-    failed = true;
-    if (view === sub) {
-      view?.close();
-      view = null;
-      viewOn = false;
-    }
-    if (joined && mine === epoch && !(error instanceof LiveError && error.code === "host_not_ready")) {
-      showError(format(S.joinFailed, { error: error.message }));
-    }
-  } finally {
-    subscribing = false;
-  }
-  // Clicked while the pre-warm was under way: turn it on now.
-  if (view === sub && sub) turnViewOn();
-  const hostLive = socket.state.site(config.hostSiteId)?.publishing;
-  if (mine !== epoch && !view && hostLive) subscribeView();
-  else if (failed && joined && !view && hostLive) {
-    // The pre-warm (or the subscription) failed: the click still gets its view.
-    setTimeout(() => {
-      if (joined && !view && !subscribing) subscribeView();
-    }, 1000);
-  }
-}
-
-function slotStream(mid) {
-  if (!streams.has(mid)) streams.set(mid, new MediaStream());
-  return streams.get(mid);
-}
-
-/** A track arrived on mid ``mid``: put it in its slot's stream (video and audio share one). */
-function placeTrack(mid, track) {
-  if (!slots) return;
-  const all = [slots.host, ...slots.speakers];
-  const slot = all.find((s) => s.video === mid || s.audio === mid);
-  if (!slot) return;
-  const stream = slotStream(slot.video);
-  stream.addTrack(track);
-  const video = slot === slots.host ? hostVideo : document.querySelector(`video[data-mid="${slot.video}"]`);
-  if (video && video.srcObject !== stream) video.srcObject = stream;
-  playAll();
-}
-
-
-function buildSpeakerScreens() {
-  // The speaker's picture as large as the host's; the time left under it, never over the picture.
-  speakersBox.replaceChildren(
-    ...slots.speakers.map((s) =>
-      el(
-        "div",
-        { class: "speaker-slot", hidden: true, dataset: { slot: s.video } },
-        el(
-          "figure",
-          { class: "screen screen-speaker" },
-          el("video", { autoplay: true, playsinline: true, dataset: { mid: s.video } }),
-          el("figcaption", {}, el("span", { class: "who" })),
-        ),
-        el("p", { class: "time-left", "aria-live": "off" }),
-      ),
-    ),
-  );
-}
-
-function showSlots(message) {
-  if (!slots) return;
-  slots = { host: { ...slots.host, ...message.host }, speakers: message.speakers };
-  hostWait.hidden = message.host.site_id !== null;
-  let any = false;
-  for (const s of message.speakers) {
-    const slot = speakersBox.querySelector(`[data-slot="${s.video}"]`);
-    if (!slot) continue;
-    slot.hidden = s.site_id === null;
-    slot.dataset.site = s.site_id ?? "";
-    if (s.site_id !== null) {
-      any = true;
-      slot.querySelector(".who").textContent = format(S.speakerLabel, { name: socket.state.siteName(s.site_id) });
-    }
-  }
-  noSpeaker.hidden = any;
-  screensBox.classList.toggle("has-speaker", any);
-  renderTimes();
-  playAll();
+  view.drop();
 }
 
 // ---- the floor -------------------------------------------------------------------------------
@@ -502,12 +376,7 @@ async function sendLayers(pc, full) {
 }
 
 function render(state) {
-  const status = state.meeting?.status;
-  if (status) {
-    const badge = $("meeting-status");
-    badge.textContent = config.statuses[status] ?? status;
-    badge.className = `badge mstatus-${status}`;
-  }
+  showMeetingStatus(state, config.statuses);
   const { holding, queued } = myFloor(state);
   requestButton.hidden = Boolean(holding || queued) || config.isHost;
   orderButton.hidden = requestButton.hidden;
@@ -533,7 +402,7 @@ function render(state) {
   renderQueue(state, queued);
   applySendPolicy();
   renderCheckin(state.site(config.siteId));
-  renderChat(state);
+  chat.render(state);
   renderTimes();
 }
 
@@ -563,12 +432,7 @@ function renderQueue(state, queued) {
 
 function renderTimes() {
   const now = socket.now();
-  for (const figure of speakersBox.querySelectorAll(".speaker-slot[data-site]")) {
-    const holder = socket.state.floor.holders.find((h) => String(h.site_id) === figure.dataset.site);
-    const span = figure.querySelector(".time-left");
-    const left = holder?.expires_at ? Date.parse(holder.expires_at) / 1000 - now : null;
-    span.textContent = left === null ? "" : format(S.timeLeft, { t: clock(left) });
-  }
+  view.renderTimes();
   const mine = socket.state.floor.holders.find((h) => h.site_id === config.siteId);
   if (mine?.expires_at) {
     floorState.textContent = `${S.holding} · ${format(S.timeLeft, { t: clock(Date.parse(mine.expires_at) / 1000 - now) })}`;
@@ -580,8 +444,10 @@ async function floorAction(type, payload = {}) {
   try {
     await socket.send(type, payload);
     showError("");
+    return true;
   } catch (error) {
     showError(format(S.sendFailed, { error: error.message }));
+    return false;
   }
 }
 requestButton.addEventListener("click", () => floorAction("floor.request", { kind: "normal" }));
@@ -667,52 +533,14 @@ checkinForm.addEventListener("submit", async (event) => {
   await floorAction("checkin", { delegates: Number(delegatesInput.value), names: checkinNames() });
 });
 
-// ---- chat ------------------------------------------------------------------------------------
+// ---- chat (chat.js) -----------------------------------------------------------------------------
 
-const chatList = $("chat");
-const privateSeen = [];
-let chatRendered = 0;
-
-function chatLine(m) {
-  const mine = m.from_site === config.siteId;
-  const who = m.name ? `${S.control} · ${m.name}` : S.control;
-  const from = m.from_site === null ? who : mine ? S.you : socket.state.siteName(m.from_site);
-  const tag = m.to === "all" ? null : mine ? S.privateTo : S.privateFrom;
-  return el(
-    "li",
-    { class: m.to === "all" ? "chat-line" : "chat-line chat-private" },
-    el("span", { class: "chat-meta" }, `${hhmm(m.at)} · ${from}`, tag ? ` · ${tag}` : ""),
-    el("span", { class: "chat-text" }, m.text),
-  );
-}
-
-function renderChat(state) {
-  if (state.chat.length < chatRendered) {
-    chatList.replaceChildren();
-    chatRendered = 0;
-  }
-  for (const m of state.chat.slice(chatRendered)) chatList.append(chatLine(m));
-  chatRendered = state.chat.length;
-  chatList.scrollTop = chatList.scrollHeight;
-}
-
-function addChat(message) {
-  privateSeen.push(message);
-  chatList.append(chatLine(message));
-  chatList.scrollTop = chatList.scrollHeight;
-}
-
-$("chat-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const input = $("chat-text");
-  const text = input.value.trim();
-  if (!text) return;
-  try {
-    await socket.send("chat.send", { text, to: $("chat-to").value });
-    input.value = "";
-  } catch (error) {
-    showError(format(S.sendFailed, { error: error.message }));
-  }
+const chat = new Chat({
+  socket,
+  strings: S,
+  siteId: config.siteId,
+  tags: { toControl: S.privateTo, toSite: S.privateFrom },
+  send: floorAction,
 });
 
 // For the end-to-end tests and for support staff in the browser console.
@@ -720,9 +548,9 @@ window.giaobanRoom = {
   socket,
   get local() { return local; },
   get pub() { return pub; },
-  get view() { return view; },
-  get viewOn() { return viewOn; },
-  get slots() { return slots; },
+  get view() { return view.sub; },
+  get viewOn() { return view.on; },
+  get slots() { return view.slots; },
   get mediaStep() { return mediaSteps.step; },
 };
 
