@@ -138,6 +138,14 @@ LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 EARLIEST_DAY = date(2000, 1, 1)
 LATEST_DAY = date(2100, 12, 31)
 
+
+def local_today() -> date:
+    """Today in Vietnam: the organization's calendar day (effective dates of the tree, "as of",
+    file names of exports). The machine's own date is UTC on most servers and would still say
+    yesterday until 07:00."""
+    return datetime.now(LOCAL_TZ).date()
+
+
 _MONTH_DAY = (
     "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
     "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"

@@ -32,6 +32,7 @@ from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, NotFound
 from giaoban.org.models import RoleAssignment, Site, Unit, UnitEvent, UnitKind, UnitLineage, UnitVersion
 from giaoban.text import check_line, search_key
+from giaoban.types import local_today
 
 BUILTIN_KINDS: tuple[str, ...] = tuple(k.value for k in UnitKind)
 # Deepest level below a top unit. Paths hold one id (up to 10 digits) and a "/" per level and must
@@ -98,7 +99,7 @@ class UnitFilter:
 
 def query_units(f: UnitFilter) -> Select[UnitVersion, str]:
     """Units (their version as of ``f.as_of``, default today) matching the filter, in code order."""
-    as_of = f.as_of or date.today()
+    as_of = f.as_of or local_today()
     stmt = (
         select(UnitVersion, Unit.code)
         .join(Unit, Unit.id == UnitVersion.unit_id)
@@ -127,7 +128,7 @@ def child_counts(session: Session, parent_ids: Sequence[int], as_of: date | None
         return {}
     rows = session.execute(
         select(UnitVersion.parent_id, func.count())
-        .where(versions_as_of(as_of or date.today()), UnitVersion.parent_id.in_(parent_ids))
+        .where(versions_as_of(as_of or local_today()), UnitVersion.parent_id.in_(parent_ids))
         .group_by(UnitVersion.parent_id)
     ).all()
     return {int(pid): int(n) for pid, n in rows if pid is not None}
@@ -211,7 +212,7 @@ def path_as_of(session: Session, unit_id: int, as_of: date | None) -> str | None
     moved since had its descendants under its old path.
     """
     return session.execute(
-        select(UnitVersion.path).where(UnitVersion.unit_id == unit_id, versions_as_of(as_of or date.today()))
+        select(UnitVersion.path).where(UnitVersion.unit_id == unit_id, versions_as_of(as_of or local_today()))
     ).scalar_one_or_none()
 
 
@@ -226,7 +227,7 @@ def ancestors(session: Session, unit: Unit) -> list[Unit]:
 
 def check_effective(effective: date | None) -> date:
     """The effective date of a change: today by default, never in the future."""
-    today = date.today()
+    today = local_today()
     effective = effective or today
     if effective > today:
         raise DomainError(

@@ -53,6 +53,7 @@ from giaoban.org.schemas import (
 from giaoban.org.sites import CONTACT_FIELDS
 from giaoban.org.units import allowed_kinds
 from giaoban.text import TextError, clean_line, searchable
+from giaoban.types import local_today
 from giaoban.web.api import auth as auth_api
 from giaoban.web.api import sites as sites_api
 from giaoban.web.api import units as units_api
@@ -615,8 +616,8 @@ def org_page(request: Request, caller: SignedIn, as_of: str = "", unit: str = ""
         raise Forbidden(N_("Bạn không có quyền xem cơ cấu tổ chức."))
     kinds = allowed_kinds(get_ctx(request).settings.extra_unit_kinds)
     config = {
-        "today": date.today().isoformat(),
-        "asOf": (_date(as_of) or date.today()).isoformat(),
+        "today": local_today().isoformat(),
+        "asOf": (_date(as_of) or local_today()).isoformat(),
         "unit": _int(unit, 0, 0, 2**31 - 1) or None,
         "locale": _.locale,
         "kinds": {k: _.kind_label(k) for k in kinds},

@@ -14,6 +14,7 @@ from giaoban.audit.models import AuditEntry
 from giaoban.context import AppContext, Tx
 from giaoban.org import units as svc
 from giaoban.org.models import Site, Unit, UnitEvent, UnitLineage, UnitVersion
+from giaoban.types import local_today
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ def check_subtrees(session: Session, as_of: date) -> None:
 
 def check_snapshot(session: Session) -> None:
     """Assert that ``units`` (the current snapshot) agrees with the versions in effect today."""
-    today = svc.versions_as_of(date.today())
+    today = svc.versions_as_of(local_today())
     current = {v.unit_id: v for v in session.execute(select(UnitVersion).where(today)).scalars()}
     for unit in session.execute(select(Unit)).scalars():
         if unit.valid_to is None:

@@ -28,10 +28,10 @@ from giaoban.org import sites as site_svc
 from giaoban.org import units as unit_svc
 from giaoban.org.io import ImportRejected, import_sites, import_units
 from giaoban.org.models import Site, Unit
+from giaoban.types import local_today
 from tests.conftest import DEMO_PASSWORD, Demo, login, wipe
 from tests.org.helpers import act, check_subtrees, kinds_count, row_counts, tree, unit_id
 
-TODAY = date.today()
 D2017 = date(2017, 1, 1)
 HEADER = "code\tname\tkind\tparent\n"
 
@@ -85,14 +85,14 @@ def root(ctx: AppContext) -> AppContext:
 def test_demo_file_imports_71_units_and_sites(ctx: AppContext) -> None:
     report = act(ctx, import_units, DEMO_TSV.read_bytes(), DEMO_TSV.name, effective=D2017, with_sites=True)
     assert (report.rows, report.created, report.sites_created) == (71, 71, 71)
-    assert kinds_count(ctx, TODAY, "province") == 63
-    t = tree(ctx, TODAY)
+    assert kinds_count(ctx, local_today(), "province") == 63
+    t = tree(ctx, local_today())
     assert len(t) == 71
     assert t["TW"][2] is None and all(parent == "TW" for code, (_, _, parent) in t.items() if code != "TW")
     assert t["01"] == ("Thành ủy Hà Nội", "province", "TW")
     with ctx.db.session() as session:
         assert len(session.execute(select(Site)).all()) == 71
-        check_subtrees(session, TODAY)
+        check_subtrees(session, local_today())
         assert ctx.audit.verify(session).ok
 
 
@@ -205,7 +205,7 @@ def test_a_deep_chain_imports_without_recursion(root: AppContext) -> None:
     with root.db.session() as session:
         deepest = unit_svc.get_unit_by_code(session, f"L{depth}")
         assert deepest is not None and deepest.depth == depth
-        check_subtrees(session, TODAY)
+        check_subtrees(session, local_today())
 
 
 def test_too_deep_trees_are_refused_row_by_row(root: AppContext) -> None:
@@ -245,7 +245,13 @@ def test_effective_date_checks(root: AppContext) -> None:
     assert errors_of(details) == [(2, "effective_before_parent")]
     before = row_counts(root)
     with pytest.raises(DomainError) as err:
-        act(root, import_units, tsv("A\tA\tdistrict\tTW"), "x.tsv", effective=date(TODAY.year + 1, 1, 1))
+        act(
+            root,
+            import_units,
+            tsv("A\tA\tdistrict\tTW"),
+            "x.tsv",
+            effective=date(local_today().year + 1, 1, 1),
+        )
     assert err.value.code == "effective_in_future"
     assert row_counts(root) == before
 
@@ -258,7 +264,7 @@ def test_kinds_by_label_and_case(root: AppContext) -> None:
         "D\tD\tCENTRAL_COMMITTEE\tTW",
     )
     act(root, import_units, data, "x.tsv")
-    t = tree(root, TODAY)
+    t = tree(root, local_today())
     assert (t["A"][1], t["B"][1], t["C"][1], t["D"][1]) == (
         "province",
         "province",
@@ -321,7 +327,7 @@ def test_utf8_with_bom_and_utf16_are_read(root: AppContext) -> None:
     text = HEADER + "A\tHà Nội\tprovince\tTW\n"
     act(root, import_units, text.encode("utf-8-sig"), "a.tsv")
     act(root, import_units, text.replace("A\t", "B\t").encode("utf-16"), "b.tsv")  # Excel's "Unicode text"
-    t = tree(root, TODAY)
+    t = tree(root, local_today())
     assert t["A"][0] == t["B"][0] == "Hà Nội"
 
 
@@ -334,8 +340,8 @@ def test_nfd_input_is_stored_nfc(root: AppContext) -> None:
         unicodedata.normalize("NFD", HEADER + "A\tTỉnh ủy Hà Giang\tprovince\tTW\n").encode(),
         "a.tsv",
     )
-    assert tree(root, TODAY)["A"][0] == "Tỉnh ủy Hà Giang"
-    assert tree(root, TODAY, q="ha giang") == {"A": ("Tỉnh ủy Hà Giang", "province", "TW")}
+    assert tree(root, local_today())["A"][0] == "Tỉnh ủy Hà Giang"
+    assert tree(root, local_today(), q="ha giang") == {"A": ("Tỉnh ủy Hà Giang", "province", "TW")}
 
 
 @pytest.mark.parametrize(
@@ -372,7 +378,7 @@ def test_xlsx_rows_are_numbered_as_in_excel(root: AppContext) -> None:
         [["Mã", "Tên", "Loại", "Cấp trên"], ["A", "A", "district", "TW"], [2017, "Số", "district", "A"]]
     )
     act(root, import_units, ok, "x.xlsx")
-    assert tree(root, TODAY)["2017"] == ("Số", "district", "A")  # a number cell is read as its digits
+    assert tree(root, local_today())["2017"] == ("Số", "district", "A")  # a number cell is read as its digits
 
 
 def test_csv_quoting_and_multiline_cells(root: AppContext) -> None:
@@ -388,7 +394,7 @@ def test_csv_quoting_and_multiline_cells(root: AppContext) -> None:
     assert errors_of(details) == [(3, "invalid_unit_name"), (6, "invalid_unit_name")]
     assert details[0]["column"] == "name" and "xuống dòng" in details[0]["message"]
     act(root, import_units, data.replace(b"C,,", b"C,C,").replace(b"\nhai", b" hai"), "x.csv")
-    t = tree(root, TODAY)
+    t = tree(root, local_today())
     assert t["A"][0] == 'Tỉnh ủy "Mới", có dấu phẩy'
     assert t["B"][0] == "Tên hai dòng"
 
@@ -396,7 +402,7 @@ def test_csv_quoting_and_multiline_cells(root: AppContext) -> None:
 def test_csv_with_windows_and_old_mac_line_ends(root: AppContext) -> None:
     act(root, import_units, b"code,name,kind,parent\r\nA,A,district,TW\r\n", "a.csv")
     act(root, import_units, b"code,name,kind,parent\rB,B,district,TW\r", "b.csv")
-    assert {"A", "B"} <= set(tree(root, TODAY))
+    assert {"A", "B"} <= set(tree(root, local_today()))
 
 
 def test_vietnamese_header_aliases(root: AppContext) -> None:
@@ -406,7 +412,7 @@ def test_vietnamese_header_aliases(root: AppContext) -> None:
     act(root, import_units, (header + "A\tA\tdistrict\tTW\tbỏ qua\n").encode(), "a.tsv")
     nfd = unicodedata.normalize("NFD", "Mã\tTên\tCấp\tCấp trên\n")
     act(root, import_units, (nfd + "B\tB\tdistrict\tA\n").encode(), "b.tsv")
-    t = tree(root, TODAY)
+    t = tree(root, local_today())
     assert t["A"][2] == "TW" and t["B"][2] == "A"
 
 
@@ -548,16 +554,16 @@ def _sites(ctx: AppContext) -> dict[str, tuple[str, ...]]:
 def test_export_then_import_into_an_empty_database_gives_the_same_tree(demo: Demo, fmt: str) -> None:
     ctx = demo.ctx
     _reorganize(demo)
-    units_before, sites_before = tree(ctx, TODAY), _sites(ctx)
+    units_before, sites_before = tree(ctx, local_today()), _sites(ctx)
     with ctx.db.session() as session:
         units_file = org_io.export_units(session, fmt, unit_svc.UnitFilter())
         sites_file = org_io.export_sites(session, fmt, site_svc.query_sites(site_svc.SiteFilter()))
     wipe(ctx.db)
     act(ctx, import_units, units_file, f"units.{fmt}", effective=D2017)
     act(ctx, import_sites, sites_file, f"sites.{fmt}")
-    assert tree(ctx, TODAY) == units_before
+    assert tree(ctx, local_today()) == units_before
     assert _sites(ctx) == sites_before
-    assert len(units_before) == 73 and kinds_count(ctx, TODAY, "province") == 62
+    assert len(units_before) == 73 and kinds_count(ctx, local_today(), "province") == 62
 
 
 def test_csv_export_carries_a_utf8_bom_that_import_accepts(demo: Demo) -> None:
@@ -609,8 +615,8 @@ def test_import_of_the_reformed_country(root: AppContext) -> None:
     lines += [f"X{c:04d}\tĐảng ủy xã Đồng Tâm {c}\tcommune\tP{c % 34:02d}" for c in range(3321)]
     report = act(root, import_units, tsv(*lines), "reform.tsv", effective=date(2025, 7, 1))
     assert report.created == 3355
-    assert kinds_count(root, TODAY, "province") == 34
-    assert kinds_count(root, TODAY, "commune") == 3321
+    assert kinds_count(root, local_today(), "province") == 34
+    assert kinds_count(root, local_today(), "commune") == 3321
     with root.db.session() as session:
         p00 = unit_svc.get_unit_by_code(session, "P00")
         assert p00 is not None
@@ -630,7 +636,7 @@ def test_api_export_units(client: TestClient, demo: Demo) -> None:
     r = client.get("/api/v1/units/export", headers=h)
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/tab-separated-values; charset=utf-8"
-    assert r.headers["content-disposition"] == f'attachment; filename="units-{TODAY.isoformat()}.tsv"'
+    assert r.headers["content-disposition"] == f'attachment; filename="units-{local_today().isoformat()}.tsv"'
     assert len(r.text.strip().split("\n")) == 72
     r = client.get("/api/v1/units/export", params={"format": "csv", "as_of": "2016-12-31"}, headers=h)
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
@@ -700,7 +706,7 @@ def test_api_import_units(client: TestClient, demo: Demo) -> None:
     )
     assert r.status_code == 200
     assert r.json() == {"rows": 2, "created": 2, "sites_created": 0, "dry_run": True}
-    assert "01-A" not in tree(demo.ctx, TODAY)
+    assert "01-A" not in tree(demo.ctx, local_today())
     r = client.post(
         "/api/v1/units/import",
         params={"effective": "2025-07-01", "with_sites": "true"},
@@ -745,7 +751,7 @@ def test_api_import_rejection_shape(client: TestClient, demo: Demo) -> None:
     )
     r = client.post(
         "/api/v1/units/import",
-        params={"effective": f"{TODAY.year + 1}-01-01"},
+        params={"effective": f"{local_today().year + 1}-01-01"},
         files=_upload("u.tsv", tsv("A\tA\tdistrict\t01")),
         headers=h,
     )
@@ -890,7 +896,7 @@ def test_cli_units_and_sites_import_export(
     assert row_counts(ctx)["units"] == 0
     assert main(["units", "import", str(DEMO_TSV), "--effective", "2017-01-01", "--with-sites"]) == 0
     assert "71" in capsys.readouterr().out
-    assert kinds_count(ctx, TODAY, "province") == 63
+    assert kinds_count(ctx, local_today(), "province") == 63
 
     out = tmp_path / "units.xlsx"
     assert main(["units", "export", "--format", "xlsx", "--output", str(out), "--as-of", "2017-01-01"]) == 0

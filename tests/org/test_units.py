@@ -17,6 +17,7 @@ from giaoban.errors import DomainError
 from giaoban.org import units as svc
 from giaoban.org.models import Site, Unit, UnitLineage, UnitVersion
 from giaoban.org.sites import create_site
+from giaoban.types import local_today
 from tests.conftest import Demo
 from tests.org.helpers import act, check_paths, check_snapshot, check_subtrees, kinds_count, tree, unit_id
 
@@ -117,7 +118,7 @@ def test_names_are_stored_nfc_and_searchable_without_diacritics(org: AppContext)
     _create(org, "HN", "province", "TW", name=nfd)
     assert tree(org, D2017)["HN"][0] == "Thành ủy Hà Nội"
     for q in ("ha noi", "HÀ NỘI", nfd, "HN"):
-        assert list(tree(org, date.today(), q=q)) == ["HN"], q
+        assert list(tree(org, local_today(), q=q)) == ["HN"], q
 
 
 def test_batch_create_links_parents_by_code(org: AppContext) -> None:
@@ -186,7 +187,7 @@ def test_move_repaths_the_subtree_from_its_date(org: AppContext) -> None:
     assert before["C1"][2] == after["C1"][2] == "D1"
     p1, p2 = unit_id(org, "P1"), unit_id(org, "P2")
     with org.db.session() as session:
-        for day in (D2017, D2020 - timedelta(days=1), D2020, date.today()):
+        for day in (D2017, D2020 - timedelta(days=1), D2020, local_today()):
             check_subtrees(session, day)
         check_snapshot(session)
         p1_path = svc.path_as_of(session, p1, D2017)
@@ -205,7 +206,7 @@ def test_the_root_is_the_only_unit_without_a_parent_and_it_stays_where_it_is(org
     with org.db.session() as session:
         assert svc.root_unit(session) is not None and svc.root_unit(session).id == tw  # type: ignore[union-attr]
         assert svc.root_path(session) == f"/{tw}/"
-    before = tree(org, date.today())
+    before = tree(org, local_today())
     _refuses("second_root", svc.create_unit, org, code="TW2", name="Gốc hai", kind="central", parent_id=None)
     _refuses(
         "second_root",
@@ -220,10 +221,10 @@ def test_the_root_is_the_only_unit_without_a_parent_and_it_stays_where_it_is(org
     _refuses("root_fixed", svc.merge_units, org, source_ids=[tw], target_id=p1)
     _refuses("root_fixed", svc.merge_units, org, source_ids=[tw], new_target=svc.NewUnit("M", "Mới"))
     _refuses("root_fixed", svc.split_unit, org, tw, parts=[svc.SplitPart("S", "S")], keep_source=True)
-    assert tree(org, date.today()) == before
+    assert tree(org, local_today()) == before
     # Moving the root "to the top", where it is, changes nothing.
     act(org, svc.move_unit, tw, new_parent_id=None)
-    assert tree(org, date.today()) == before
+    assert tree(org, local_today()) == before
     # Merging into the root and renaming it are ordinary changes.
     act(org, svc.update_unit, tw, name="Trung ương Đảng")
     act(org, svc.merge_units, source_ids=[unit_id(org, "P3")], target_id=tw)
@@ -510,7 +511,7 @@ def test_split_requires_every_child_and_site_assigned(org: AppContext) -> None:
     _refuses(
         "split_parts", svc.split_unit, org, p1, parts=[svc.SplitPart(code="A", name="A", child_ids=[d1, d2])]
     )
-    assert "A" not in tree(org, date.today())
+    assert "A" not in tree(org, local_today())
 
 
 def test_split_keeping_the_source_carves_out_a_part(org: AppContext) -> None:
@@ -556,7 +557,7 @@ def test_closed_units_are_refused_as_parents(org: AppContext) -> None:
 
 
 def test_effective_dates_in_the_future_are_refused(org: AppContext) -> None:
-    tomorrow = date.today() + timedelta(days=1)
+    tomorrow = local_today() + timedelta(days=1)
     p1 = unit_id(org, "P1")
     _refuses(
         "effective_in_future",
@@ -641,12 +642,12 @@ def test_the_2025_reform_on_the_demo(demo: Demo) -> None:
     assert len(before) == 72 and len(after) == 72  # 71 + the district; −02 −KCQ +2 parts
     with ctx.db.session() as session:
         assert session.execute(select(Site.unit_id).where(Site.code == "02")).scalar_one() == tuyen_quang
-        for day in (DAY_BEFORE_REFORM, REFORM, date.today()):
+        for day in (DAY_BEFORE_REFORM, REFORM, local_today()):
             check_subtrees(session, day)
         check_snapshot(session)
         assert svc.history(session, district)["versions"][-1]["parent_id"] == tuyen_quang
     # Today's lists follow the reform; the tree as of 2017 is untouched.
-    assert kinds_count(ctx, date.today(), "province") == 62
+    assert kinds_count(ctx, local_today(), "province") == 62
     assert kinds_count(ctx, D2017, "province") == 63
 
 

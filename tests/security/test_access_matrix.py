@@ -23,7 +23,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pyotp
@@ -41,6 +41,7 @@ from giaoban.db import Database
 from giaoban.org.access import ROLE_PERMS, SITE_PINNED
 from giaoban.org.models import RoleAssignment, Site, Unit, User
 from giaoban.settings import Settings
+from giaoban.types import local_today
 from giaoban.web.app import create_app
 from tests.conftest import DEMO_PASSWORD, login
 from tests.security.conftest import ACTORS, OTHER, OWN, ROOT, Actor, World, changed_tables
@@ -359,7 +360,7 @@ class Route:
 
 
 def active_units(w: World) -> list[Unit]:
-    today = date.today()
+    today = local_today()
     with w.ctx.db.session() as s:
         rows = s.execute(select(Unit).where(Unit.valid_from <= today)).scalars().all()
         return [u for u in rows if u.valid_to is None or u.valid_to > today]

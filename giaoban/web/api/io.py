@@ -8,7 +8,6 @@ and a file with any row error writes nothing: 422 with every bad row listed.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
@@ -23,6 +22,7 @@ from giaoban.org import units as unit_svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Unit
 from giaoban.org.schemas import IsoDate
+from giaoban.types import local_today
 from giaoban.web.api.common import ERRORS, ApiRoute
 from giaoban.web.api.units import readable_unit, tree_rules
 from giaoban.web.deps import Web, web
@@ -133,7 +133,7 @@ def export_units(
     scope = w.principal.unit_paths(Perm.unit_read)
     if not scope:
         raise Forbidden("Bạn không có quyền xem cơ cấu tổ chức.")
-    day = as_of or date.today()
+    day = as_of or local_today()
     with w.read() as session:
         under_path = None
         if under is not None:
@@ -210,7 +210,7 @@ def export_sites(
         under_path = readable_unit(w, session, under).path if under is not None else None
         stmt = site_svc.query_sites(site_svc.SiteFilter(under_path=under_path))
         data = svc.export_sites(session, format, stmt.where(site_svc.in_scope(paths, pinned)))
-    return _file_response(data, format, f"sites-{date.today().isoformat()}")
+    return _file_response(data, format, f"sites-{local_today().isoformat()}")
 
 
 @router.post(

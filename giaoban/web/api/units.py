@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -30,7 +29,7 @@ from giaoban.org.schemas import (
     UnitSplit,
     UnitUpdate,
 )
-from giaoban.types import Line
+from giaoban.types import Line, local_today
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 
@@ -151,7 +150,7 @@ def get_unit(
 ) -> UnitDetail:
     with w.read() as session:
         unit = readable_unit(w, session, unit_id)
-        day = as_of or date.today()
+        day = as_of or local_today()
         version = session.execute(
             select(UnitVersion).where(UnitVersion.unit_id == unit.id, svc.versions_as_of(day))
         ).scalar_one_or_none()
