@@ -36,7 +36,7 @@ class LiveClient:
         import httpx
         import websockets
 
-        async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=timeout) as http:
             r = await http.post("/api/v1/auth/login", json={"username": username, "password": password})
             token = r.json()["token"]
         url = base.replace("http://", "ws://") + f"/ws/meetings/{meeting_id}"
