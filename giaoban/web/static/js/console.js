@@ -4,7 +4,6 @@
 import { el, format, readJson } from "./common.js";
 import { Chat } from "./chat.js";
 import { LiveError, LiveSocket, MediaSteps, Subscription, clock, showHostPresence, showMeetingStatus, statusText } from "./live.js";
-import { rollCall } from "./rollcall.js";
 import { MeetingView } from "./view.js";
 
 const config = readJson("gb-config");
@@ -369,14 +368,15 @@ $("max-holders")?.addEventListener("change", (event) => act("floor.config", { ma
 // ---- roll call -------------------------------------------------------------------------------
 
 function renderRoll(state) {
-  // Each invited site counted once: on time + late + absent + left = invited (rollcall.js).
-  const counts = rollCall(state.order, (id) => state.site(id));
+  // The server's one partition of the invited sites (giaoban/conference/attendance.py): on time +
+  // late + absent + left = invited, the same totals as the attendance sheet.
+  const counts = state.rollCall;
   const absent = state.order.map((id) => state.site(id)).filter((site) => site?.attendance === "absent");
   $("n-present").textContent = counts.present;
   $("n-late").textContent = counts.late;
   $("n-absent").textContent = counts.absent;
   $("n-left").textContent = counts.left;
-  $("roll-total").textContent = format(S.rollTotal, { invited: counts.invited, here: counts.here });
+  $("roll-total").textContent = format(S.rollTotal, { invited: counts.invited, here: counts.present + counts.late });
   $("absent-count").textContent = absent.length;
   const reported = state.order.map((id) => state.site(id).checkin).filter(Boolean);
   $("delegates-total").textContent = format(S.delegatesTotal, {

@@ -31,6 +31,7 @@ export class MeetingState {
     this.sites = {};
     this.floor = { holders: [], queue: [], audible: [], max_holders: 1 };
     this.chat = [];
+    this.rollCall = { invited: 0, present: 0, late: 0, left: 0, absent: 0 };
   }
 
   load(snapshot, version) {
@@ -40,6 +41,7 @@ export class MeetingState {
     this.sites = snapshot.sites;
     this.floor = snapshot.floor;
     this.chat = snapshot.chat ?? [];
+    this.rollCall = snapshot.roll_call ?? this.rollCall;
   }
 
   /** Apply one delta; false when it does not follow the version we hold (resume needed). */
@@ -49,6 +51,7 @@ export class MeetingState {
       if (change.path === "meeting") this.meeting = change.value;
       else if (change.path === "floor") this.floor = change.value;
       else if (change.path === "chat.append") this.chat.push(change.value);
+      else if (change.path === "roll_call") this.rollCall = change.value;
       else if (change.path.startsWith("sites.")) this.sites[change.path.slice(6)] = change.value;
     }
     this.version = delta.version;
