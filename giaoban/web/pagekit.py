@@ -34,14 +34,7 @@ from giaoban.errors import DomainError, Unauthorized
 from giaoban.org.access import Perm
 from giaoban.text import searchable
 from giaoban.web.deps import Caller, Web, check_csrf, get_ctx, resolve_caller
-from giaoban.web.i18n import (
-    LANG_COOKIE,
-    LOCALE_NAMES,
-    LOCALES,
-    N_,
-    Translator,
-    pick_locale,
-)
+from giaoban.web.i18n import LANG_COOKIE, LOCALE_NAMES, LOCALES, N_, Translator, pick_locale
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,9 @@ from giaoban.org import accounts, tree
 from giaoban.org import sites as site_svc
 from giaoban.org.access import Perm
 from giaoban.org.models import LoginAttempt, Role
-from giaoban.org.schemas import (
-    site_out,
-)
+from giaoban.org.schemas import site_out
 from giaoban.web.deps import SESSION_COOKIE, client_ip, get_ctx, resolve_caller
-from giaoban.web.i18n import (
-    LANG_COOKIE,
-    LOCALES,
-    N_,
-)
+from giaoban.web.i18n import LANG_COOKIE, LOCALES, N_
 from giaoban.web.pagekit import (
     LOGIN_CSRF_COOKIE,
     FormStr,

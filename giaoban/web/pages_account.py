@@ -14,10 +14,7 @@ from pydantic import ValidationError
 from giaoban.errors import DomainError
 from giaoban.org import accounts
 from giaoban.org.models import Role
-from giaoban.org.schemas import (
-    PasswordChange,
-    TotpCode,
-)
+from giaoban.org.schemas import PasswordChange, TotpCode
 from giaoban.web.deps import Caller, get_ctx
 from giaoban.web.pagekit import (
     FormStr,

@@ -40,12 +40,7 @@ from giaoban.org.units import allowed_kinds
 from giaoban.text import TextError, clean_line
 from giaoban.types import Listing
 from giaoban.web.deps import Caller, Web, get_ctx
-from giaoban.web.i18n import (
-    N_,
-    SITE_STATUS_LABELS_VI,
-    UNIT_EVENT_LABELS_VI,
-    Translator,
-)
+from giaoban.web.i18n import N_, SITE_STATUS_LABELS_VI, UNIT_EVENT_LABELS_VI, Translator
 from giaoban.web.pagekit import (
     FIELD_LABELS,
     PAGE_SIZE,
