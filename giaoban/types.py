@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -29,6 +29,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from giaoban.text import TextError, clean_line, clean_text, line_pattern, text_pattern
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -224,3 +226,12 @@ Code = Annotated[str, Line(32)]
 PersonName = Annotated[str, Line(200)]
 OptionalLine = Annotated[str, Line(300, required=False)]
 Description = Annotated[str, Text(5000)]
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One page of a list a domain function answers: the rows and how many there are in all (the
+    web layer renders it as ``Page`` or as a table with page links)."""
+
+    items: list[T]
+    total: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,17 +17,20 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from giaoban.context import Tx
+from giaoban.audit.log import Actor
+from giaoban.context import AppContext, Tx
 from giaoban.db import utcnow
 from giaoban.errors import Conflict, DomainError, Forbidden, NotFound, Throttled, Unauthorized
-from giaoban.org.access import root_admin_ids
+from giaoban.org import scope
+from giaoban.org.access import Perm, Principal, root_admin_ids
 from giaoban.org.models import AuthSession, LoginAttempt, Role, RoleAssignment, Site, Unit, User
-from giaoban.org.units import get_unit, root_unit
+from giaoban.org.units import get_unit, in_any_subtree, root_unit
 from giaoban.settings import Settings
 from giaoban.text import check_line, search_key
+from giaoban.types import Listing
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -497,3 +500,162 @@ def disable_totp(tx: Tx, settings: Settings, user_id: int, code: str) -> None:
 def prune_sessions(session: Session, now: datetime | None = None) -> int:
     result = session.execute(delete(AuthSession).where(AuthSession.expires_at <= (now or utcnow())))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- as a principal may (the API and the pages both call these) ------------------------------------
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    q: str | None = None
+    role: str | None = None
+    unit: int | None = None  # users with a role in this (readable) unit's subtree
+    limit: int = 50
+    offset: int = 0
+
+
+def list_users(session: Session, p: Principal, f: UserQuery) -> Listing[User]:
+    """The users ``p`` may see (``scope.users_in_scope``), filtered, with their roles loaded."""
+    scope.require_user_admin(p)
+    stmt = select(User).where(scope.users_in_scope(p, Perm.user_read))
+    if f.q:
+        key = search_key(f.q)
+        stmt = stmt.where(
+            or_(
+                User.username.contains(f.q.strip().lower(), autoescape=True),
+                User.full_name_key.contains(key, autoescape=True),
+            )
+        )
+    if f.role or f.unit:
+        cond = [RoleAssignment.user_id == User.id]
+        if f.role:
+            cond.append(RoleAssignment.role == f.role)
+        if f.unit:
+            cond.append(in_any_subtree(Unit.path, [scope.readable_unit(session, p, f.unit).path]))
+        stmt = stmt.where(
+            exists(select(RoleAssignment.id).join(Unit, Unit.id == RoleAssignment.unit_id).where(*cond))
+        )
+    total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    users = session.execute(
+        stmt.order_by(User.username)
+        .limit(f.limit)
+        .offset(f.offset)
+        .options(selectinload(User.roles).selectinload(RoleAssignment.unit))
+    ).scalars()
+    return Listing(list(users), total)
+
+
+def read_user(tx: Tx, p: Principal, user_id: int) -> User:
+    """One user ``p`` may see; an audited read (personal data)."""
+    user = scope.readable_user(tx.session, p, user_id)
+    tx.record("user.read", "user", user.id)
+    return user
+
+
+def grantable(session: Session, p: Principal, roles: Sequence[tuple[str, int, int | None]]) -> list[RoleSpec]:
+    """``roles`` (role, unit id, site id) as specs, if ``p`` may give every one of them."""
+    specs = []
+    for role, unit_id, site_id in roles:
+        scope.grantable_unit(session, p, unit_id)
+        get_unit(session, unit_id)
+        specs.append(RoleSpec(role=role, unit_id=unit_id, site_id=site_id))
+    return specs
+
+
+def add_user(tx: Tx, p: Principal, *, roles: Sequence[tuple[str, int, int | None]], **fields: Any) -> User:
+    if not p.can_any(Perm.user_write):
+        raise Forbidden("Bạn không có quyền tạo người dùng.")
+    specs = grantable(tx.session, p, roles)
+    if not specs and not p.is_global(Perm.user_write):
+        raise Forbidden("Người dùng phải có ít nhất một vai trò trong phạm vi của bạn.")
+    user = create_user(tx, roles=specs, **fields)
+    return get_user(tx.session, user.id)
+
+
+def edit_user(tx: Tx, p: Principal, user_id: int, **fields: Any) -> User:
+    scope.writable_user(tx.session, p, user_id)
+    return update_user(tx, user_id, **fields)
+
+
+def replace_roles(tx: Tx, p: Principal, user_id: int, roles: Sequence[tuple[str, int, int | None]]) -> User:
+    scope.writable_user(tx.session, p, user_id)
+    if user_id == p.user_id:
+        raise Forbidden("Không thể tự thay đổi vai trò của chính mình.", code="self_roles")
+    return set_roles(tx, user_id, grantable(tx.session, p, roles))
+
+
+def lock_user(tx: Tx, p: Principal, user_id: int, locked: bool, reason: str = "") -> User:
+    scope.writable_user(tx.session, p, user_id)
+    if user_id == p.user_id and locked:
+        raise Forbidden("Không thể tự khóa tài khoản của chính mình.", code="self_lock")
+    return set_locked(tx, user_id, locked, reason)
+
+
+def set_password(tx: Tx, p: Principal, user_id: int, new_password: str, *, must_change: bool = True) -> User:
+    scope.writable_user(tx.session, p, user_id)
+    return reset_password(tx, user_id, new_password, must_change=must_change)
+
+
+# --- one's own account (the API and the pages both call these) ---------------------------------
+
+
+def sign_in(
+    ctx: AppContext,
+    *,
+    username: str,
+    password: str,
+    totp: str | None,
+    kind: str,
+    ip: str,
+    user_agent: str = "",
+    replaces: str | None = None,
+) -> LoginResult:
+    """Log in; failed attempts are committed first, then the refusal is raised."""
+    actor = Actor(None, login_key(username), ip)
+    with ctx.db.session() as session:
+        result = login(
+            Tx(session, ctx.audit, actor),
+            ctx.settings,
+            username=username,
+            password=password,
+            totp=totp,
+            kind=kind,
+            user_agent=user_agent,
+            replaces=replaces,
+        )
+    if isinstance(result, LoginFailure):
+        raise result.error
+    return result
+
+
+def _throttled_attempt(
+    ctx: AppContext, p: Principal, failure_code: str, change: Callable[[Tx], None]
+) -> None:
+    """Run ``change`` as ``p``; a refusal coded ``failure_code`` (a wrong password or code) counts
+    as a failed login, so a borrowed session cannot be used to guess at full speed."""
+    with ctx.db.session() as session:
+        check_not_throttled(session, ctx.settings, p.username, p.ip)
+    try:
+        with ctx.db.session() as session:
+            change(Tx(session, ctx.audit, Actor(p.user_id, p.username, p.ip)))
+    except DomainError as exc:
+        if exc.code == failure_code:
+            with ctx.db.session() as session:
+                record_failed_attempt(session, p.username, p.ip)
+        raise
+
+
+def change_own_password(
+    ctx: AppContext, p: Principal, current: str, new_password: str, keep_session: int | None
+) -> None:
+    _throttled_attempt(
+        ctx,
+        p,
+        "wrong_password",
+        lambda tx: change_password(tx, p.user_id, current, new_password, keep_session),
+    )
+
+
+def disable_own_totp(ctx: AppContext, p: Principal, code: str) -> None:
+    """Needs a current code; refused for a system admin while ``GIAOBAN_ADMIN_TOTP_REQUIRED`` is on."""
+    _throttled_attempt(ctx, p, "bad_totp", lambda tx: disable_totp(tx, ctx.settings, p.user_id, code))

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from giaoban.conference.models import Invitation, Meeting, MeetingRecord
 from giaoban.context import Tx
-from giaoban.errors import Conflict, DomainError, NotFound
+from giaoban.errors import Conflict, DomainError, Forbidden, NotFound
 from giaoban.org.access import Perm, Principal
 from giaoban.org.models import Role, RosterEntry, Site, Unit
 from giaoban.text import check_line, nfc, search_key
@@ -261,3 +261,16 @@ def checkin_choices(session: Session, site_id: int) -> CheckinChoices:
     named = {search_key(n) for n in last_checkin_names(session, site_id)} if entries else set()
     ticked = [e.id for e in entries if e.full_name_key in named]
     return CheckinChoices(site.unit_id, entries, ticked)
+
+
+def roster_unit(session: Session, p: Principal, unit_id: int, *, edit: bool = False) -> Unit:
+    """The unit if ``p`` may read its roster (else "not found") and, with ``edit``, change it (else
+    "forbidden"; a dissolved unit's roster is closed)."""
+    unit = session.get(Unit, unit_id)
+    if unit is None or not may_read(p, unit):
+        raise NotFound(f"Không có đơn vị mã số {unit_id}.", code="unit_not_found")
+    if edit and not may_edit(session, p, unit):
+        raise Forbidden("Bạn không có quyền sửa danh sách đại biểu của đơn vị này.", code="roster_forbidden")
+    if edit and unit.valid_to is not None:
+        raise Conflict(f"Đơn vị {unit.code} đã giải thể.", code="unit_closed")
+    return unit

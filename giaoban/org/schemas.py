@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,9 +18,8 @@ from pydantic import (
 )
 
 from giaoban.org.accounts import MIN_PASSWORD
-from giaoban.types import Line, Secret
-
-T = TypeVar("T")
+from giaoban.org.models import RosterEntry, Site, Unit, UnitVersion, User
+from giaoban.types import Id, Line, Secret
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -36,18 +35,6 @@ def _iso_date_only(value: object) -> object:
     if isinstance(value, str) and _ISO_DATE.fullmatch(value):
         return date.fromisoformat(value)
     raise ValueError("Ngày phải có dạng YYYY-MM-DD.")
-
-
-def _json_integer(value: object) -> object:
-    """An integer as JSON Schema means it: a number without a fraction (``5`` or ``5.0``).
-
-    Pydantic's lax mode would also take the string ``"5"`` or ``true``.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError("Phải là một số nguyên.")
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -69,22 +56,6 @@ Text200 = Annotated[str, Line(200, required=False)]
 Text50 = Annotated[str, Line(50, required=False)]
 # A text query parameter (search words, filters): one line, may be empty.
 SearchText = Annotated[str, Line(100, required=False)]
-Id = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable error code.")
-    message: str = Field(description="Human-readable message (Vietnamese).")
-    details: object | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
 
 
 class UnitOut(BaseModel):
@@ -381,7 +352,88 @@ class AuditOut(BaseModel):
     after: object | None
 
 
-class Health(BaseModel):
-    status: str
-    database: str
-    media: dict[str, object] | None = None
+class RosterEntryOut(BaseModel):
+    id: int
+    full_name: str
+    position: str
+    phone: str
+    active: bool
+    sort_order: int
+
+
+# --- rendering domain objects as API shapes (shared by the API and the pages) ---------------------
+
+
+def unit_out(version: UnitVersion | Unit, code: str, child_count: int = 0) -> UnitOut:
+    unit_id = version.unit_id if isinstance(version, UnitVersion) else version.id
+    return UnitOut(
+        id=unit_id,
+        code=code,
+        name=version.name,
+        kind=version.kind,
+        parent_id=version.parent_id,
+        depth=version.depth,
+        valid_from=version.valid_from,
+        valid_to=version.valid_to,
+        child_count=child_count,
+    )
+
+
+def site_out(site: Site, unit: Unit) -> SiteOut:
+    return SiteOut(
+        id=site.id,
+        code=site.code,
+        unit_id=unit.id,
+        unit_code=unit.code,
+        unit_name=unit.name,
+        name=site.name,
+        location=site.location,
+        contact_name=site.contact_name,
+        contact_phone=site.contact_phone,
+        tech_name=site.tech_name,
+        tech_phone=site.tech_phone,
+        status=site.status,
+    )
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        is_locked=user.is_locked,
+        totp_enabled=user.totp_enabled,
+        last_login_at=user.last_login_at,
+        roles=[
+            RoleOut(
+                role=r.role,
+                unit_id=r.unit_id,
+                unit_code=r.unit.code,
+                unit_name=r.unit.name,
+                site_id=r.site_id,
+            )
+            for r in user.roles
+        ],
+    )
+
+
+def user_detail(user: User) -> UserDetail:
+    return UserDetail(
+        **user_out(user).model_dump(),
+        email=user.email,
+        phone=user.phone,
+        locked_reason=user.locked_reason,
+        must_change_password=user.must_change_password,
+        created_at=user.created_at,
+    )
+
+
+def entry_out(entry: RosterEntry) -> RosterEntryOut:
+    return RosterEntryOut(
+        id=entry.id,
+        full_name=entry.full_name,
+        position=entry.position,
+        phone=entry.phone,
+        active=entry.active,
+        sort_order=entry.sort_order,
+    )

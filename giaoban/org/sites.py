@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from giaoban.audit.log import Change
 from giaoban.context import Tx
-from giaoban.errors import Conflict, DomainError, NotFound
+from giaoban.errors import Conflict, DomainError, Forbidden, NotFound
+from giaoban.org import scope
+from giaoban.org.access import Perm, Principal
 from giaoban.org.models import Site, SiteStatus, Unit
 from giaoban.org.units import chunks, get_unit, in_any_subtree, subtree, units_by_id
 from giaoban.text import check_line, search_key
+from giaoban.types import Listing
 
 SITE_FIELDS = ("name", "location", "contact_name", "contact_phone", "tech_name", "tech_phone", "status")
 # What a site's own operator may correct: how to reach the room and its people.
@@ -172,16 +175,6 @@ def move_site(tx: Tx, site_id: int, unit_id: int) -> Site:
     return site
 
 
-def in_scope(paths: Sequence[str], pinned: Sequence[int]) -> ColumnElement[bool]:
-    """Sites of units in any of the subtrees ``paths``, or one of the ``pinned`` sites.
-
-    For a query joining Site and Unit; this is the read scope of a principal, whose site-operator
-    grants cover their own sites only.
-    """
-    scope = in_any_subtree(Unit.path, paths)
-    return scope | Site.id.in_(pinned) if pinned else scope
-
-
 @dataclass
 class SiteFilter:
     unit_id: int | None = None
@@ -214,3 +207,66 @@ def query_sites(f: SiteFilter) -> Select[Site, Unit]:
     if f.site_ids is not None:
         stmt = stmt.where(Site.id.in_(f.site_ids))
     return stmt
+
+
+# --- as a principal may (the API and the pages both call these) ------------------------------------
+
+
+def editable_fields(p: Principal, site: Site, unit: Unit) -> tuple[str, ...]:
+    """The fields of ``site`` that ``p`` may change: all of them with ``site.write`` over its unit,
+    the contacts with ``site.contact_write`` on it (its operator), none otherwise."""
+    if p.can_unit(Perm.site_write, unit.path):
+        return SITE_FIELDS
+    if p.can_site(Perm.site_contact_write, site.id, unit.path):
+        return CONTACT_FIELDS
+    return ()
+
+
+def list_sites(
+    session: Session,
+    p: Principal,
+    f: SiteFilter,
+    *,
+    under: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Listing[tuple[Site, Unit]]:
+    """The sites ``p`` may read matching ``f`` (``under``: a unit's subtree, itself readable)."""
+    if under is not None:
+        f = replace(f, under_path=scope.readable_unit(session, p, under).path)
+    stmt = query_sites(f).where(scope.sites_in_scope(p, Perm.site_read))
+    total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+    rows = session.execute(stmt.limit(limit).offset(offset)).all()
+    return Listing([(s, u) for s, u in rows], total)
+
+
+def add_site(tx: Tx, p: Principal, **fields: Any) -> tuple[Site, Unit]:
+    unit = scope.site_unit_for_create(tx.session, p, fields["unit_id"])
+    return create_site(tx, **fields), unit
+
+
+def edit_site(
+    tx: Tx, p: Principal, site_id: int, changes: dict[str, Any], unit_id: int | None = None
+) -> tuple[Site, Unit]:
+    """Change a site's fields and (``unit_id``) move it, as far as ``p`` may: ``site.write`` over its
+    unit changes everything and moves it within that scope; its operator changes the contacts only.
+    Everything is authorized before anything is written."""
+    site, unit = scope.readable_site(tx.session, p, site_id)
+    changes = {key: value for key, value in changes.items() if value is not None}
+    allowed = editable_fields(p, site, unit)
+    if not allowed:
+        raise Forbidden("Bạn không có quyền sửa điểm cầu này.")
+    refused = sorted(set(changes) - set(allowed))
+    if refused:
+        raise Forbidden(
+            f"Bạn chỉ được sửa thông tin liên hệ của điểm cầu này (không được sửa: {', '.join(refused)}).",
+            code="field_not_allowed",
+        )
+    target = None
+    if unit_id is not None and unit_id != site.unit_id:
+        target = scope.site_move_target(tx.session, p, unit, unit_id)
+    site = update_site(tx, site.id, allowed=allowed, **changes)
+    if target is not None:
+        site = move_site(tx, site.id, target.id)
+        unit = target
+    return site, unit

@@ -23,7 +23,6 @@ from giaoban.context import AppContext
 from giaoban.errors import DomainError
 from giaoban.media.service import MediaService
 from giaoban.media.turn import TurnService
-from giaoban.org.schemas import Health
 from giaoban.settings import Settings, get_settings
 from giaoban.web.api import audit as audit_api
 from giaoban.web.api import auth as auth_api
@@ -42,6 +41,7 @@ from giaoban.web.errors import (
     validation_schema,
 )
 from giaoban.web.limits import BodyLimit
+from giaoban.web.schemas import Health
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -106,7 +106,7 @@ def create_app(
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        from giaoban.web.pages import render_error, wants_html
+        from giaoban.web.pagekit import render_error, wants_html
 
         if wants_html(request):
             return render_error(request, exc.status, exc.message)
@@ -115,7 +115,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        from giaoban.web.pages import render_error, wants_html
+        from giaoban.web.pagekit import render_error, wants_html
 
         if wants_html(request):
             return render_error(request, exc.status_code, http_message(exc.status_code, exc.detail))
@@ -126,7 +126,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         # Locations, types and Vietnamese messages; never the input (giaoban.web.errors).
-        from giaoban.web.pages import render_error, wants_html
+        from giaoban.web.pagekit import render_error, wants_html
 
         response = validation_response(exc.errors(), content_type=request.headers.get("content-type"))
         if wants_html(request):
@@ -141,7 +141,7 @@ def create_app(
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         # Logged by the server; the client learns nothing of the cause.
-        from giaoban.web.pages import render_error, wants_html
+        from giaoban.web.pagekit import render_error, wants_html
 
         if wants_html(request):
             return render_error(request, 500, "")
@@ -205,7 +205,7 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    from giaoban.web import metrics, pages, pages_meetings, pages_roster, ws
+    from giaoban.web import metrics, pages, pages_account, pages_meetings, pages_org, pages_roster, ws
 
     app.include_router(metrics.router)
 
@@ -214,6 +214,8 @@ def create_app(
 
     app.include_router(ws_techcheck.router)
     app.include_router(pages.router)
+    app.include_router(pages_org.router)
+    app.include_router(pages_account.router)
     app.include_router(pages_meetings.router)
     app.include_router(pages_roster.router)
     return app

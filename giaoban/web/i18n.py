@@ -166,6 +166,7 @@ FOREIGN_MESSAGES = (
     N_("Không thể tự khóa tài khoản của chính mình."),
     N_("Không thể tự thay đổi vai trò của chính mình."),
     N_("Người dùng này có vai trò ngoài phạm vi quản trị của bạn."),
+    N_("Bạn không có quyền quản lý người dùng."),
     N_("Người dùng phải có ít nhất một vai trò trong phạm vi của bạn."),
     N_("Tên đăng nhập gồm 2–64 ký tự: chữ thường không dấu, số, dấu chấm, gạch ngang, gạch dưới."),
     N_("Xác thực hai lớp đã được bật."),

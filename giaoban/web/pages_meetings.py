@@ -1,9 +1,9 @@
 """Pages of the briefings ("hội nghị"): list, schedule form, detail with lifecycle buttons, a
 site's room and the chair/operator console.
 
-Like ``giaoban.web.pages``, these pages parse forms, check the CSRF token and call the handlers of
-the meetings API (``giaoban.web.api.meetings``), so the role, site and meeting checks are the same
-code for both. The room and the console are ES modules speaking the live protocol
+These pages parse forms, check the CSRF token and call ``giaoban.conference.service`` (the
+functions the meetings API calls too, authorizing through ``giaoban.conference.access``), so the
+role, site and meeting checks are the same code for both. The room and the console are ES modules speaking the live protocol
 (docs/protocol.md) over one WebSocket per tab.
 """
 
@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from giaoban.conference import meetings as svc
+from giaoban.conference import service
 from giaoban.conference.access import MANAGE_ROLES, MeetingAccess, meeting_access
 from giaoban.conference.lifecycle import STATUS_LABELS_VI, MeetingStatus
 from giaoban.conference.live import LATE_AFTER_SECONDS
@@ -25,18 +26,18 @@ from giaoban.conference.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.errors import DomainError, Forbidden, NotFound
 from giaoban.text import check_text, search_key
 from giaoban.types import EARLIEST_DAY, LATEST_DAY
-from giaoban.web.api import meetings as meetings_api
 from giaoban.web.deps import Caller, Web, get_ctx
+from giaoban.web.downloads import ics_response, xlsx_response
 from giaoban.web.i18n import N_, Translator
-from giaoban.web.pages import (
+from giaoban.web.pagekit import (
     PAGE_SIZE,
     PageRoute,
+    Redirect,
     SignedIn,
-    _check_csrf,
-    _int,
-    _invalid,
-    _Redirect,
+    check_form_csrf,
+    form_int,
     form_values,
+    invalid_message,
     render,
     translator,
 )
@@ -131,11 +132,11 @@ def meetings_page(request: Request, caller: SignedIn, status: str = "", page: st
     _ = translator(request)
     w = _web(request, caller)
     status_filter = status if status in STATUS_LABELS else None
-    number = _int(page, 1, 1, 100_000)
-    result = meetings_api.list_meetings(
-        w, status=status_filter, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
-    )
+    number = form_int(page, 1, 1, 100_000)
     with w.read() as session:
+        result = service.meetings_for(
+            session, caller.principal, status=status_filter, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
         names = svc.site_labels(
             session,
             sorted({s for m in result.items for s in [*m.my_sites[:1], m.host_site_id]}),
@@ -169,10 +170,6 @@ def meetings_page(request: Request, caller: SignedIn, status: str = "", page: st
 # --- schedule --------------------------------------------------------------------------------
 
 
-def _scope(caller: Caller) -> list[str]:
-    return sorted({g.unit_path for g in caller.principal.grants if g.role in MANAGE_ROLES})
-
-
 def _new_page(
     request: Request,
     caller: Caller,
@@ -182,7 +179,7 @@ def _new_page(
     status: int = 200,
 ) -> Response:
     _ = translator(request)
-    scope = _scope(caller)
+    scope = service.manage_scope(caller.principal)
     if not scope:
         raise Forbidden(N_("Chỉ điều hành Trung ương hoặc quản trị được lên lịch hội nghị."))
     with _web(request, caller).read() as session:
@@ -283,7 +280,7 @@ def create_meeting(
     unit_kinds: FormList = [],  # noqa: B006  # FastAPI copies form defaults
     site_ids: FormList = [],  # noqa: B006
 ) -> Response:
-    _check_csrf(request, caller, csrf)
+    check_form_csrf(request, caller, csrf)
     _ = translator(request)
     form = {
         "title": title,
@@ -309,10 +306,10 @@ def create_meeting(
                 "description": description,
                 "starts_at": _local(_, day, start, _("Giờ bắt đầu")),
                 "ends_at": _local(_, day, end, _("Giờ kết thúc")),
-                "owner_unit_id": _int(owner, 0, 0, 2**31 - 1),
-                "host_site_id": _int(host, 0, 0, 2**31 - 1),
-                "chair_user_id": _int(chair, 0, 0, 2**31 - 1) or None,
-                "secretary_user_id": _int(secretary, 0, 0, 2**31 - 1) or None,
+                "owner_unit_id": form_int(owner, 0, 0, 2**31 - 1),
+                "host_site_id": form_int(host, 0, 0, 2**31 - 1),
+                "chair_user_id": form_int(chair, 0, 0, 2**31 - 1) or None,
+                "secretary_user_id": form_int(secretary, 0, 0, 2**31 - 1) or None,
                 "agenda": _agenda(_, agenda),
                 "invite": {
                     "site_ids": form["site_ids"],
@@ -321,14 +318,15 @@ def create_meeting(
                 },
             }
         )
-        created = meetings_api.create_meeting(_web(request, caller), body)
+        with _web(request, caller).tx() as tx:
+            created = service.schedule(tx, caller.principal, body)
     except ValidationError as exc:
-        return _new_page(request, caller, form=form, error=_invalid(_, exc), status=400)
+        return _new_page(request, caller, form=form, error=invalid_message(_, exc), status=400)
     except NotFound:
         raise
     except DomainError as exc:
         return _new_page(request, caller, form=form, error=_(exc.message), status=exc.status)
-    raise _Redirect(f"/meetings/{created.id}?done=created")
+    raise Redirect(f"/meetings/{created.id}?done=created")
 
 
 # --- one meeting -----------------------------------------------------------------------------
@@ -336,8 +334,8 @@ def create_meeting(
 
 def _detail(request: Request, caller: Caller, meeting_id: int) -> tuple[MeetingDetail, dict[int, str]]:
     w = _web(request, caller)
-    detail = meetings_api.get_meeting(w, meeting_id)
     with w.read() as session:
+        detail = service.meeting_detail(session, caller.principal, meeting_id)
         people = svc.user_labels(session, [detail.chair_user_id, detail.secretary_user_id])
     return detail, people
 
@@ -411,23 +409,29 @@ def meeting_page(request: Request, caller: SignedIn, meeting_id: int) -> Respons
 async def meeting_status(
     request: Request, caller: SignedIn, meeting_id: int, csrf: FormStr = "", status: FormStr = ""
 ) -> Response:
-    _check_csrf(request, caller, csrf)
+    check_form_csrf(request, caller, csrf)
     try:
         body = StatusIn.model_validate({"status": status})
     except ValidationError:
         raise DomainError(N_("Trạng thái không hợp lệ."), code="invalid_status") from None
-    await meetings_api.change_status(request, _web(request, caller), meeting_id, body)
-    raise _Redirect(f"/meetings/{meeting_id}?done={body.status}")
+    await service.change_status(
+        get_ctx(request), request.app.state.hub, caller.principal, meeting_id, body.status
+    )
+    raise Redirect(f"/meetings/{meeting_id}?done={body.status}")
 
 
 @router.get("/meetings/{meeting_id:int}/meeting.ics")
 def meeting_ics(request: Request, caller: SignedIn, meeting_id: int) -> Response:
-    return meetings_api.meeting_ics(_web(request, caller), meeting_id)
+    with _web(request, caller).read() as session:
+        data = service.ics(session, caller.principal, meeting_id)
+    return ics_response(data, meeting_id)
 
 
 @router.get("/meetings/{meeting_id:int}/attendance.xlsx")
 async def meeting_attendance(request: Request, caller: SignedIn, meeting_id: int) -> Response:
-    return await meetings_api.attendance_xlsx(request, _web(request, caller), meeting_id)
+    hub = request.app.state.hub
+    data = await service.attendance_xlsx(get_ctx(request), hub, caller.principal, meeting_id)
+    return xlsx_response(data, meeting_id)
 
 
 # --- the live room and the console -----------------------------------------------------------
@@ -452,14 +456,14 @@ async def room_page(request: Request, caller: SignedIn, meeting_id: int, site: s
     access = await anyio.to_thread.run_sync(_access, request, caller, meeting_id)
     if not access.sites_as_site:
         raise Forbidden(N_("Tài khoản của bạn không vận hành điểm cầu nào được mời dự hội nghị này."))
-    site_id = _int(site, 0, 0, 2**31 - 1)
+    site_id = form_int(site, 0, 0, 2**31 - 1)
     if site_id not in access.sites_as_site:
         if site or len(access.sites_as_site) > 1:
-            raise _Redirect(f"/meetings/{meeting_id}")
+            raise Redirect(f"/meetings/{meeting_id}")
         site_id = next(iter(access.sites_as_site))
     detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
     if detail.status not in (*ROOM_OPEN, MeetingStatus.scheduled.value):
-        raise _Redirect(f"/meetings/{meeting_id}")
+        raise Redirect(f"/meetings/{meeting_id}")
     me = next(s for s in detail.sites if s.site_id == site_id)
     host = next((s.name for s in detail.sites if s.site_id == detail.host_site_id), "")
     config = _live_config(
@@ -482,7 +486,7 @@ async def console_page(request: Request, caller: SignedIn, meeting_id: int) -> R
         raise Forbidden(N_("Chỉ phòng điều hành (chủ trì, thư ký, điều hành Trung ương) mở được trang này."))
     detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
     if detail.status not in (*ROOM_OPEN, MeetingStatus.scheduled.value):
-        raise _Redirect(f"/meetings/{meeting_id}")
+        raise Redirect(f"/meetings/{meeting_id}")
     host = next((s.name for s in detail.sites if s.site_id == detail.host_site_id), "")
     config = _live_config(
         request,
@@ -504,7 +508,7 @@ async def control_page(request: Request, caller: SignedIn, meeting_id: int) -> R
         raise Forbidden(N_("Chỉ phòng điều hành (chủ trì, thư ký, điều hành Trung ương) mở được trang này."))
     detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
     if detail.status not in (*ROOM_OPEN, MeetingStatus.scheduled.value):
-        raise _Redirect(f"/meetings/{meeting_id}")
+        raise Redirect(f"/meetings/{meeting_id}")
     host = next((s.name for s in detail.sites if s.site_id == detail.host_site_id), "")
     config = _live_config(request, detail, hostName=host)
     return render(
@@ -522,12 +526,11 @@ async def techcheck_page(request: Request, caller: SignedIn, meeting_id: int, si
     access = await anyio.to_thread.run_sync(_access, request, caller, meeting_id)
     detail, _people = await anyio.to_thread.run_sync(_detail, request, caller, meeting_id)
     if detail.status in (MeetingStatus.ended.value, MeetingStatus.cancelled.value):
-        raise _Redirect(f"/meetings/{meeting_id}")
-    site_id = _int(site, 0, 0, 2**31 - 1)
+        raise Redirect(f"/meetings/{meeting_id}")
+    site_id = form_int(site, 0, 0, 2**31 - 1)
     if not site_id and not access.console and len(access.sites_as_site) == 1:
         site_id = next(iter(access.sites_as_site))
-    w = _web(request, caller)
-    readiness = await meetings_api.get_readiness(request, w, meeting_id)
+    readiness = await service.readiness(get_ctx(request), request.app.state.hub, caller.principal, meeting_id)
     context: dict[str, Any] = {
         "m": detail,
         "statuses": {k: _(v) for k, v in STATUS_LABELS.items()},
@@ -552,9 +555,10 @@ async def techcheck_page(request: Request, caller: SignedIn, meeting_id: int, si
 async def techcheck_request(
     request: Request, caller: SignedIn, meeting_id: int, csrf: FormStr = "", site_id: FormStr = ""
 ) -> Response:
-    _check_csrf(request, caller, csrf)
-    target = _int(site_id, 0, 0, 2**31 - 1)
+    check_form_csrf(request, caller, csrf)
+    target = form_int(site_id, 0, 0, 2**31 - 1)
     if not target:
         raise DomainError(N_("Chưa chọn điểm cầu."), code="invalid_site")
-    await meetings_api.request_techcheck(request, _web(request, caller), meeting_id, target)
-    raise _Redirect(f"/meetings/{meeting_id}/techcheck?done=requested")
+    hub = request.app.state.hub
+    await service.request_techcheck(get_ctx(request), hub, caller.principal, meeting_id, target)
+    raise Redirect(f"/meetings/{meeting_id}/techcheck?done=requested")

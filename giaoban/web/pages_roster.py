@@ -1,7 +1,8 @@
 """The page of a unit's delegate roster ("danh sách đại biểu thường trực"): ``/units/{id}/roster``.
 
-The page is rendered with the roster as it stands; ``static/js/roster.js`` makes the changes through
-the JSON API (``giaoban.web.api.roster``), so who may do what is the API's one check.
+The page is rendered with the roster as it stands (``giaoban.org.roster``: who may read or change
+it is ``roster_unit`` / ``may_edit``, for the page and the API alike); ``static/js/roster.js`` makes
+the changes through the JSON API.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from fastapi.responses import Response
 
 from giaoban.org import roster as svc
 from giaoban.org.models import Unit
-from giaoban.web.api import roster as roster_api
+from giaoban.org.schemas import entry_out
 from giaoban.web.deps import Caller, Web, get_ctx
-from giaoban.web.pages import PageRoute, SignedIn, render
+from giaoban.web.pagekit import PageRoute, SignedIn, render
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
@@ -24,8 +25,8 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 def roster_page(request: Request, caller: SignedIn, unit_id: int) -> Response:
     w = Web(get_ctx(request), caller)
     with w.read() as session:
-        unit = roster_api.roster_unit(w, session, unit_id)
-        entries = [roster_api.entry_out(e) for e in svc.list_entries(session, unit.id)]
+        unit = svc.roster_unit(session, w.principal, unit_id)
+        entries = [entry_out(e) for e in svc.list_entries(session, unit.id)]
         can_edit = unit.valid_to is None and svc.may_edit(session, w.principal, unit)
         unit_name, closed = unit.name, unit.valid_to is not None
     config = {"unitId": unit_id, "canEdit": can_edit, "entries": [e.model_dump() for e in entries]}

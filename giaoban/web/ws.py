@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import logging
 from typing import cast
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
@@ -15,6 +14,7 @@ from giaoban.conference import protocol as p
 from giaoban.conference.hub import CloseConnection, Hub, Peer
 from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
+from giaoban.web.origin import same_origin
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -84,13 +84,6 @@ class _Conn:
         self.writer.cancel()
 
 
-def _same_origin(ws: WebSocket) -> bool:
-    origin = ws.headers.get("origin")
-    if origin is None:
-        return False
-    return urlsplit(origin).netloc == ws.headers.get("host", "")
-
-
 @router.websocket("/ws/meetings/{meeting_id}")
 async def meeting_socket(ws: WebSocket, meeting_id: PathId) -> None:
     ctx = get_ctx(cast(Request, ws))
@@ -100,7 +93,7 @@ async def meeting_socket(ws: WebSocket, meeting_id: PathId) -> None:
     if caller is None:
         await ws.close(4401, "not authenticated")
         return
-    if caller.via_cookie and not _same_origin(ws):
+    if caller.via_cookie and not same_origin(ws):
         await ws.close(4403, "cross-site connection refused")
         return
     conn = _Conn(ws)

@@ -19,7 +19,7 @@ from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.conference.techcheck import ECHO_MAX_SECONDS, EchoError, EchoSession
 from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
-from giaoban.web.ws import _same_origin
+from giaoban.web.origin import same_origin
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -44,7 +44,7 @@ async def techcheck_socket(ws: WebSocket, meeting_id: PathId) -> None:
     if caller is None:
         await ws.close(4401, "not authenticated")
         return
-    if caller.via_cookie and not _same_origin(ws):
+    if caller.via_cookie and not same_origin(ws):
         await ws.close(4403, "cross-site connection refused")
         return
     raw_site = ws.query_params.get("site_id", "")

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from giaoban.conference.models import Meeting
 from giaoban.org.models import Site, Unit, User
 from giaoban.text import search_key
-from giaoban.web import i18n, pages
+from giaoban.web import i18n, pagekit
 from tests.conftest import Demo, login
 from tests.web.test_pages import HTML, csrf_of, sign_in, text_of
 
@@ -240,7 +240,7 @@ def test_english_catalog_covers_the_meetings_pages() -> None:
         m for m in extracted if m and (m not in catalog or not catalog[m].string or catalog[m].fuzzy)
     )
     assert not missing, f"untranslated: {missing}"
-    assert pages.PAGE_HEADERS  # the pages module the meetings pages build on
+    assert pagekit.PAGE_HEADERS  # the page machinery the meetings pages build on
 
 
 def _section(html: str, start: str, end: str) -> str:

@@ -17,11 +17,11 @@ from starlette.requests import Request
 
 from giaoban.audit.log import Actor
 from giaoban.context import Tx
-from giaoban.org import accounts
+from giaoban.org import accounts, tree
 from giaoban.org.access import ROLE_LABELS_VI
 from giaoban.org.models import AuthSession, LoginAttempt, Site, User
 from giaoban.org.units import KIND_LABELS_VI
-from giaoban.web import i18n, pages
+from giaoban.web import i18n, pagekit, pages
 from tests.conftest import DEMO_PASSWORD, Demo
 
 HTML = {"Accept": "text/html"}
@@ -93,7 +93,7 @@ def test_login_form_sets_session_cookie(client: TestClient, demo: Demo) -> None:
     form = client.get("/login", headers=HTML)
     assert form.status_code == 200
     assert "Đăng nhập" in form.text and 'lang="vi"' in form.text
-    assert pages.LOGIN_CSRF_COOKIE in form.cookies
+    assert pagekit.LOGIN_CSRF_COOKIE in form.cookies
     r = client.post(
         "/login",
         data={"username": "admin", "password": DEMO_PASSWORD, "csrf": field(form.text, "csrf"), "next": "/"},
@@ -120,7 +120,7 @@ def test_session_cookie_is_secure_when_configured(client: TestClient, demo: Demo
 def test_login_redirects_only_to_local_pages(client: TestClient, demo: Demo) -> None:
     assert post_login(client, "chutri", next_url="/sites?q=ha").headers["location"] == "/sites?q=ha"
     for bad in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
-        assert pages.safe_next(bad) == "/"
+        assert pagekit.safe_next(bad) == "/"
     fresh = TestClient(client.app)
     assert post_login(fresh, "chutri", next_url="//evil.example/").headers["location"] == "/"
 
@@ -169,7 +169,7 @@ def test_login_without_valid_csrf_is_refused(client: TestClient, demo: Demo, tok
 
 def test_login_csrf_cookie_must_be_signed(client: TestClient, demo: Demo) -> None:
     """A cookie planted by someone else (no valid signature) does not pass, even if the form matches it."""
-    client.cookies.set(pages.LOGIN_CSRF_COOKIE, "planted.0123456789abcdef0123456789abcdef")
+    client.cookies.set(pagekit.LOGIN_CSRF_COOKIE, "planted.0123456789abcdef0123456789abcdef")
     r = client.post(
         "/login",
         data={
@@ -230,7 +230,7 @@ def test_error_pages_are_friendly_and_escaped(client: TestClient, demo: Demo) ->
         "query_string": b"",
         "app": client.app,
     }
-    html = pages.render_error(Request(scope), 400, "<script>alert(1)</script>")
+    html = pagekit.render_error(Request(scope), 400, "<script>alert(1)</script>")
     assert b"<script>alert(1)</script>" not in html.body
 
 
@@ -269,6 +269,9 @@ def test_english_catalog_covers_every_page_string() -> None:
     # The same mapping as giaoban/web/locale/babel.cfg.
     method_map = [
         ("pages.py", "python"),
+        ("pagekit.py", "python"),
+        ("pages_org.py", "python"),
+        ("pages_account.py", "python"),
         ("i18n.py", "python"),
         ("pages_meetings.py", "python"),
         ("templates/**.html", "jinja2"),
@@ -294,7 +297,7 @@ def test_english_catalog_covers_every_page_string() -> None:
 def test_page_sources_are_nfc() -> None:
     """Vietnamese text is stored NFC: templates, scripts and catalogs too."""
     folders = [WEB_DIR / "templates", WEB_DIR / "static", WEB_DIR / "locale"]
-    files = [Path(pages.__file__), Path(i18n.__file__)]
+    files = [*Path(pages.__file__).parent.glob("page*.py"), Path(i18n.__file__)]
     files += [
         p for folder in folders for p in folder.rglob("*") if p.suffix in {".html", ".js", ".css", ".po"}
     ]
@@ -356,10 +359,10 @@ def test_sites_list_search_filter_and_pages(client: TestClient, demo: Demo) -> N
     sign_in(client, "dieuhanh")
     first = client.get("/sites", headers=HTML)
     assert "71 điểm cầu" in text_of(first.text)
-    assert len(re.findall(r'<a href="/sites/\d+">', first.text)) == pages.PAGE_SIZE
+    assert len(re.findall(r'<a href="/sites/\d+">', first.text)) == pagekit.PAGE_SIZE
     assert "Trang 1 / 4" in first.text
     last = client.get("/sites", params={"page": "4"}, headers=HTML)
-    assert len(re.findall(r'<a href="/sites/\d+">', last.text)) == 71 - 3 * pages.PAGE_SIZE
+    assert len(re.findall(r'<a href="/sites/\d+">', last.text)) == 71 - 3 * pagekit.PAGE_SIZE
     found = client.get("/sites", params={"q": "HA NOI"}, headers=HTML)
     assert "Điểm cầu Thành ủy Hà Nội" in found.text and "1 điểm cầu" in text_of(found.text)
     none = client.get("/sites", params={"status": "maintenance"}, headers=HTML)
@@ -653,7 +656,7 @@ def test_unexpected_failure_gives_a_friendly_500(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pages, "_units", broken)
+    monkeypatch.setattr(tree, "list_units", broken)  # what the home page asks first
     r = client.get("/", headers=HTML)
     assert r.status_code == 500
     assert "Đã có lỗi xảy ra" in r.text and "boom" not in r.text

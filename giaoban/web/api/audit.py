@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 from giaoban.audit.models import AuditEntry
 from giaoban.errors import Forbidden
 from giaoban.org.access import Perm
-from giaoban.org.schemas import AuditOut, Page
+from giaoban.org.schemas import AuditOut
 from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset
 from giaoban.web.deps import Web, web
+from giaoban.web.schemas import Page
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS, route_class=ApiRoute)
 

@@ -6,43 +6,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from giaoban.audit.log import Actor
-from giaoban.context import AppContext, Tx
-from giaoban.errors import DomainError
+from giaoban.context import AppContext
 from giaoban.org import accounts
 from giaoban.org.access import Perm
-from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange, TotpCode
+from giaoban.org.schemas import LoginIn, LoginOut, MeOut, PasswordChange, TotpCode, user_out
 from giaoban.web.api.common import ERRORS, THROTTLED, ApiRoute
-from giaoban.web.api.users import user_out
 from giaoban.web.deps import SESSION_COOKIE, Web, client_ip, get_ctx, web, web_any
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS, route_class=ApiRoute)
 
 
-def do_login(
-    ctx: AppContext, request: Request, username: str, password: str, totp: str | None, kind: str
-) -> accounts.LoginResult:
-    """Shared by the API and the login page: failed attempts are committed, then reported."""
-    actor = Actor(None, accounts.login_key(username), client_ip(request))
-    with ctx.db.session() as session:
-        result = accounts.login(
-            Tx(session, ctx.audit, actor),
-            ctx.settings,
-            username=username,
-            password=password,
-            totp=totp,
-            kind=kind,
-            user_agent=request.headers.get("user-agent", ""),
-            replaces=request.cookies.get(SESSION_COOKIE),
-        )
-    if isinstance(result, accounts.LoginFailure):
-        raise result.error
-    return result
-
-
 @router.post("/login", response_model=LoginOut, responses=THROTTLED, summary="Log in; returns a bearer token")
 def login(body: LoginIn, request: Request, ctx: Annotated[AppContext, Depends(get_ctx)]) -> LoginOut:
-    result = do_login(ctx, request, body.username, body.password, body.totp, "bearer")
+    result = accounts.sign_in(
+        ctx,
+        username=body.username,
+        password=body.password,
+        totp=body.totp,
+        kind="bearer",
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", ""),
+        replaces=request.cookies.get(SESSION_COOKIE),
+    )
     with ctx.db.session() as session:
         user = accounts.get_user(session, result.user.id)
         return LoginOut(
@@ -75,19 +60,9 @@ def me(w: Annotated[Web, Depends(web)]) -> MeOut:
 def change_password(w: Annotated[Web, Depends(web_any)], body: PasswordChange) -> None:
     """A wrong current password counts as a failed login, so a borrowed session cannot be used to
     guess the password at full speed."""
-    p = w.principal
-    with w.read() as session:
-        accounts.check_not_throttled(session, w.ctx.settings, p.username, p.ip)
-    try:
-        with w.tx() as tx:
-            accounts.change_password(
-                tx, p.user_id, body.current_password, body.new_password, w.caller.auth.id
-            )
-    except DomainError as exc:
-        if exc.code == "wrong_password":
-            with w.ctx.db.session() as session:
-                accounts.record_failed_attempt(session, p.username, p.ip)
-        raise
+    accounts.change_own_password(
+        w.ctx, w.principal, body.current_password, body.new_password, w.caller.auth.id
+    )
 
 
 @router.post(
@@ -97,14 +72,4 @@ def disable_totp(w: Annotated[Web, Depends(web)], body: TotpCode) -> None:
     """Needs a current code; refused (403 ``totp_required_for_admin``) for a system admin while
     ``GIAOBAN_ADMIN_TOTP_REQUIRED`` is on (``accounts.disable_totp``; the account page calls this).
     A wrong code counts as a failed login, so a borrowed session cannot guess codes at full speed."""
-    p = w.principal
-    with w.read() as session:
-        accounts.check_not_throttled(session, w.ctx.settings, p.username, p.ip)
-    try:
-        with w.tx() as tx:
-            accounts.disable_totp(tx, w.ctx.settings, p.user_id, body.code)
-    except DomainError as exc:
-        if exc.code == "bad_totp":
-            with w.ctx.db.session() as session:
-                accounts.record_failed_attempt(session, p.username, p.ip)
-        raise
+    accounts.disable_own_totp(w.ctx, w.principal, body.code)

@@ -22,9 +22,10 @@ from giaoban.org import units as unit_svc
 from giaoban.org.access import Perm
 from giaoban.org.models import Unit
 from giaoban.org.schemas import IsoDate
+from giaoban.org.scope import readable_unit, sites_in_scope
 from giaoban.types import local_today
 from giaoban.web.api.common import ERRORS, ApiRoute
-from giaoban.web.api.units import readable_unit, tree_rules
+from giaoban.web.api.units import tree_rules
 from giaoban.web.deps import Web, web
 
 router = APIRouter(tags=["import-export"], responses=ERRORS, route_class=ApiRoute)
@@ -137,7 +138,7 @@ def export_units(
     with w.read() as session:
         under_path = None
         if under is not None:
-            root = readable_unit(w, session, under)
+            root = readable_unit(session, w.principal, under)
             under_path = unit_svc.path_as_of(session, root.id, day)
             if under_path is None:
                 raise NotFound(
@@ -207,9 +208,9 @@ def export_sites(
     if not paths and not pinned:
         raise Forbidden("Bạn không có quyền xem điểm cầu.")
     with w.read() as session:
-        under_path = readable_unit(w, session, under).path if under is not None else None
+        under_path = readable_unit(session, w.principal, under).path if under is not None else None
         stmt = site_svc.query_sites(site_svc.SiteFilter(under_path=under_path))
-        data = svc.export_sites(session, format, stmt.where(site_svc.in_scope(paths, pinned)))
+        data = svc.export_sites(session, format, stmt.where(sites_in_scope(p, Perm.site_read)))
     return _file_response(data, format, f"sites-{local_today().isoformat()}")
 
 

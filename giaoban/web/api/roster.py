@@ -10,13 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from sqlalchemy.orm import Session
 
-from giaoban.errors import Conflict, Forbidden, NotFound
 from giaoban.org import roster as svc
-from giaoban.org.models import RosterEntry, Unit
-from giaoban.org.schemas import Id, SearchText
-from giaoban.types import Line
+from giaoban.org.schemas import RosterEntryOut, SearchText, entry_out
+from giaoban.types import Id, Line
 from giaoban.web.api.common import ERRORS, ApiRoute, PathId
 from giaoban.web.deps import Web, web
 
@@ -26,15 +23,6 @@ router = APIRouter(prefix="/units", tags=["roster"], responses=ERRORS, route_cla
 FullName = Annotated[str, Line(200)]
 Position = Annotated[str, Line(200, required=False)]
 Phone = Annotated[str, Line(50, required=False)]
-
-
-class RosterEntryOut(BaseModel):
-    id: int
-    full_name: str
-    position: str
-    phone: str
-    active: bool
-    sort_order: int
 
 
 class RosterOut(BaseModel):
@@ -67,29 +55,6 @@ class RosterOrderIn(BaseModel):
     )
 
 
-def entry_out(entry: RosterEntry) -> RosterEntryOut:
-    return RosterEntryOut(
-        id=entry.id,
-        full_name=entry.full_name,
-        position=entry.position,
-        phone=entry.phone,
-        active=entry.active,
-        sort_order=entry.sort_order,
-    )
-
-
-def roster_unit(w: Web, session: Session, unit_id: int, *, edit: bool = False) -> Unit:
-    """The unit if the caller may read its roster (else 404) and, with ``edit``, change it (else 403)."""
-    unit = session.get(Unit, unit_id)
-    if unit is None or not svc.may_read(w.principal, unit):
-        raise NotFound(f"Không có đơn vị mã số {unit_id}.", code="unit_not_found")
-    if edit and not svc.may_edit(session, w.principal, unit):
-        raise Forbidden("Bạn không có quyền sửa danh sách đại biểu của đơn vị này.", code="roster_forbidden")
-    if edit and unit.valid_to is not None:
-        raise Conflict(f"Đơn vị {unit.code} đã giải thể.", code="unit_closed")
-    return unit
-
-
 @router.get("/{unit_id:int}/roster", response_model=RosterOut, summary="A unit's delegate roster")
 def get_roster(
     w: Annotated[Web, Depends(web)],
@@ -100,7 +65,7 @@ def get_roster(
     q: Annotated[SearchText | None, Query(description="Name, any diacritics")] = None,
 ) -> RosterOut:
     with w.read() as session:
-        unit = roster_unit(w, session, unit_id)
+        unit = svc.roster_unit(session, w.principal, unit_id)
         entries = svc.list_entries(session, unit.id, active=active, q=q)
         return RosterOut(
             unit_id=unit.id,
@@ -116,7 +81,7 @@ def get_roster(
 )
 def add_entry(w: Annotated[Web, Depends(web)], unit_id: PathId, body: RosterEntryIn) -> RosterEntryOut:
     with w.tx() as tx:
-        unit = roster_unit(w, tx.session, unit_id, edit=True)
+        unit = svc.roster_unit(tx.session, w.principal, unit_id, edit=True)
         return entry_out(svc.add_entry(tx, unit.id, **body.model_dump()))
 
 
@@ -129,14 +94,14 @@ def update_entry(
     w: Annotated[Web, Depends(web)], unit_id: PathId, entry_id: PathId, body: RosterEntryPatch
 ) -> RosterEntryOut:
     with w.tx() as tx:
-        unit = roster_unit(w, tx.session, unit_id, edit=True)
+        unit = svc.roster_unit(tx.session, w.principal, unit_id, edit=True)
         return entry_out(svc.update_entry(tx, unit.id, entry_id, **body.model_dump(exclude_unset=True)))
 
 
 @router.put("/{unit_id:int}/roster/order", response_model=RosterOut, summary="Reorder the roster")
 def reorder(w: Annotated[Web, Depends(web)], unit_id: PathId, body: RosterOrderIn) -> RosterOut:
     with w.tx() as tx:
-        unit = roster_unit(w, tx.session, unit_id, edit=True)
+        unit = svc.roster_unit(tx.session, w.principal, unit_id, edit=True)
         entries = svc.reorder(tx, unit.id, body.ids)
         return RosterOut(
             unit_id=unit.id,

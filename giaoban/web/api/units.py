@@ -7,16 +7,13 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from giaoban.errors import Conflict, DomainError, Forbidden, NotFound
+from giaoban.errors import Conflict, DomainError
+from giaoban.org import tree
 from giaoban.org import units as svc
 from giaoban.org.access import Perm
-from giaoban.org.models import Site, Unit, UnitVersion
 from giaoban.org.schemas import (
     IsoDate,
-    Page,
     ReorgOut,
     SearchText,
     UnitClose,
@@ -28,50 +25,20 @@ from giaoban.org.schemas import (
     UnitOut,
     UnitSplit,
     UnitUpdate,
+    unit_out,
 )
-from giaoban.types import Line, local_today
+from giaoban.org.scope import changeable_unit, merge_allowed, readable_unit, writable_parent
+from giaoban.org.tree import UnitQuery, UnitRow
+from giaoban.types import Line
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
+from giaoban.web.schemas import Page
 
 router = APIRouter(prefix="/units", tags=["units"], responses=ERRORS, route_class=ApiRoute)
 
 
-def _out(version: UnitVersion | Unit, code: str, child_count: int = 0) -> UnitOut:
-    unit_id = version.unit_id if isinstance(version, UnitVersion) else version.id
-    return UnitOut(
-        id=unit_id,
-        code=code,
-        name=version.name,
-        kind=version.kind,
-        parent_id=version.parent_id,
-        depth=version.depth,
-        valid_from=version.valid_from,
-        valid_to=version.valid_to,
-        child_count=child_count,
-    )
-
-
-def readable_unit(w: Web, session: Session, unit_id: int, perm: Perm = Perm.unit_read) -> Unit:
-    """The unit if the caller may read it; otherwise "not found", so nothing about it leaks."""
-    unit = session.get(Unit, unit_id)
-    if unit is None or not w.principal.can_unit(Perm.unit_read, unit.path):
-        raise NotFound(f"Không có đơn vị mã số {unit_id}.", code="unit_not_found")
-    if perm != Perm.unit_read and not w.principal.can_unit(perm, unit.path):
-        raise Forbidden("Bạn không có quyền thay đổi đơn vị này.")
-    return unit
-
-
-def changeable_unit(w: Web, session: Session, unit_id: int) -> Unit:
-    """The unit if the caller may rename, move, close or merge it: ``unit.write`` from strictly
-    above it. The unit at the top of a caller's own scope is theirs to work in, not to change."""
-    unit = readable_unit(w, session, unit_id, Perm.unit_write)
-    if not w.principal.can_unit_above(Perm.unit_write, unit.path):
-        raise Forbidden(
-            "Đơn vị này là phạm vi quản lý của bạn: chỉ cấp trên được đổi tên, di chuyển, giải thể "
-            "hoặc sáp nhập đơn vị này.",
-            code="own_scope_unit",
-        )
-    return unit
+def _out(row: UnitRow) -> UnitOut:
+    return unit_out(row.version, row.code, row.child_count)
 
 
 def _kinds(w: Web) -> tuple[str, ...]:
@@ -121,25 +88,12 @@ def list_units(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[UnitOut]:
+    f = UnitQuery(
+        kind=kind, parent=parent, under=under, roots=roots, as_of=as_of, q=q, limit=limit, offset=offset
+    )
     with w.read() as session:
-        scope = w.principal.unit_paths(Perm.unit_read)
-        under_path = None
-        if under is not None:
-            readable_unit(w, session, under)
-            # The subtree as it stood on that date: a unit that moved since had its old path then.
-            under_path = svc.path_as_of(session, under, as_of) or readable_unit(w, session, under).path
-        f = svc.UnitFilter(
-            kind=kind, parent_id=parent, under_path=under_path, as_of=as_of, q=q, scope_paths=scope
-        )
-        stmt = svc.query_units(f)
-        if roots:
-            # The caller's own top: units whose parent they cannot see.
-            roots_ids = [int(p.strip("/").split("/")[-1]) for p in scope]
-            stmt = stmt.where(UnitVersion.unit_id.in_(roots_ids))
-        total = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
-        rows = session.execute(stmt.limit(limit).offset(offset)).all()
-        counts = svc.child_counts(session, [v.unit_id for v, _ in rows], as_of)
-        return Page(items=[_out(v, code, counts.get(v.unit_id, 0)) for v, code in rows], total=total)
+        found = tree.list_units(session, w.principal, f)
+        return Page(items=[_out(r) for r in found.items], total=found.total)
 
 
 @router.get("/{unit_id:int}", response_model=UnitDetail, summary="One unit, with its ancestors")
@@ -149,30 +103,18 @@ def get_unit(
     as_of: Annotated[IsoDate | None, Query()] = None,
 ) -> UnitDetail:
     with w.read() as session:
-        unit = readable_unit(w, session, unit_id)
-        day = as_of or local_today()
-        version = session.execute(
-            select(UnitVersion).where(UnitVersion.unit_id == unit.id, svc.versions_as_of(day))
-        ).scalar_one_or_none()
-        if version is None:
-            raise NotFound(
-                f"Đơn vị chưa có hoặc đã giải thể vào ngày {day.isoformat()}.", code="unit_not_in_effect"
-            )
-        counts = svc.child_counts(session, [unit.id], day)
-        sites = session.execute(select(func.count()).where(Site.unit_id == unit.id)).scalar_one()
-        ancestors = [
-            _out(a, a.code)
-            for a in svc.ancestors(session, unit)
-            if w.principal.can_unit(Perm.unit_read, a.path)
-        ]
-        base = _out(version, unit.code, counts.get(unit.id, 0))
-        return UnitDetail(**base.model_dump(), ancestors=ancestors, site_count=sites)
+        view = tree.unit_detail(session, w.principal, unit_id, as_of)
+        return UnitDetail(
+            **_out(view.unit).model_dump(),
+            ancestors=[_out(a) for a in view.ancestors],
+            site_count=view.site_count,
+        )
 
 
 @router.get("/{unit_id:int}/history", response_model=UnitHistory, summary="Versions, events and lineage")
 def unit_history(w: Annotated[Web, Depends(web)], unit_id: PathId) -> UnitHistory:
     with w.read() as session:
-        readable_unit(w, session, unit_id)
+        readable_unit(session, w.principal, unit_id)
         data = svc.history(session, unit_id)
         unit = data.pop("unit")
         return UnitHistory(unit=UnitOut(**unit, depth=0), **data)
@@ -183,7 +125,7 @@ def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
     with w.tx() as tx, tree_rules():
         if body.parent_id is None:
             raise svc.second_root_error()  # the organization has its root; nobody makes another
-        readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
+        readable_unit(tx.session, w.principal, body.parent_id, Perm.unit_write)
         unit = svc.create_unit(
             tx,
             code=body.code,
@@ -193,7 +135,7 @@ def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
             effective=body.effective,
             kinds=_kinds(w),
         )
-        return _out(unit, unit.code)
+        return unit_out(unit, unit.code)
 
 
 @router.patch(
@@ -201,47 +143,38 @@ def create_unit(w: Annotated[Web, Depends(web)], body: UnitCreate) -> UnitOut:
 )
 def update_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitUpdate) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        changeable_unit(w, tx.session, unit_id)
+        changeable_unit(tx.session, w.principal, unit_id)
         unit = svc.update_unit(
             tx, unit_id, name=body.name, kind=body.kind, effective=body.effective, kinds=_kinds(w)
         )
-        return _out(unit, unit.code)
+        return unit_out(unit, unit.code)
 
 
 @router.post("/{unit_id:int}/move", response_model=UnitOut, summary="Move under another parent")
 def move_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitMove) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        changeable_unit(w, tx.session, unit_id)
+        changeable_unit(tx.session, w.principal, unit_id)
         if body.parent_id is not None:
-            readable_unit(w, tx.session, body.parent_id, Perm.unit_write)
+            readable_unit(tx.session, w.principal, body.parent_id, Perm.unit_write)
         unit = svc.move_unit(tx, unit_id, new_parent_id=body.parent_id, effective=body.effective)
-        return _out(unit, unit.code)
+        return unit_out(unit, unit.code)
 
 
 @router.post("/{unit_id:int}/close", response_model=UnitOut, summary="Dissolve a unit that has no successor")
 def close_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitClose) -> UnitOut:
     with w.tx() as tx, tree_rules():
-        changeable_unit(w, tx.session, unit_id)
+        changeable_unit(tx.session, w.principal, unit_id)
         unit = svc.close_unit(tx, unit_id, effective=body.effective)
-        return _out(unit, unit.code)
+        return unit_out(unit, unit.code)
 
 
 @router.post("/merge", response_model=ReorgOut, summary="Merge units into one (sáp nhập)")
 def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
     with w.tx() as tx, tree_rules():
-        for source_id in body.source_ids:
-            readable_unit(w, tx.session, source_id, Perm.unit_write)
-        if body.target_id is not None:
-            readable_unit(w, tx.session, body.target_id, Perm.unit_write)
-        # Visible and writable first (a refusal above must not tell which is whose), then "from above".
-        for unit_id in [*body.source_ids, *([body.target_id] if body.target_id is not None else [])]:
-            changeable_unit(w, tx.session, unit_id)
-        if body.new_target is not None:
-            parent_id = body.new_target.parent_id
-            if parent_id is None:
-                parent_id = readable_unit(w, tx.session, body.source_ids[0]).parent_id
-            if parent_id is not None:  # None: the source is the root, which the domain refuses
-                readable_unit(w, tx.session, parent_id, Perm.unit_write)
+        new_parent = body.new_target.parent_id if body.new_target is not None else None
+        merge_allowed(
+            tx.session, w.principal, body.source_ids, body.target_id, body.new_target is not None, new_parent
+        )
         result = svc.merge_units(
             tx,
             source_ids=body.source_ids,
@@ -259,11 +192,8 @@ def merge_units(w: Annotated[Web, Depends(web)], body: UnitMerge) -> ReorgOut:
 )
 def split_unit(w: Annotated[Web, Depends(web)], unit_id: PathId, body: UnitSplit) -> ReorgOut:
     with w.tx() as tx, tree_rules():
-        source = changeable_unit(w, tx.session, unit_id)
-        if source.parent_id is not None:  # None: the root, which the domain refuses to split
-            parent = svc.get_unit(tx.session, source.parent_id)
-            if not w.principal.can_unit(Perm.unit_write, parent.path):
-                raise Forbidden("Các đơn vị mới sẽ thuộc cấp trên, nơi bạn không có quyền tạo đơn vị.")
+        source = changeable_unit(tx.session, w.principal, unit_id)
+        writable_parent(tx.session, w.principal, source.parent_id)
         result = svc.split_unit(
             tx,
             unit_id,
