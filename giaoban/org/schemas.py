@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     StrictBool,
     StringConstraints,
 )
 
 from giaoban.org.accounts import MIN_PASSWORD
 from giaoban.org.models import RosterEntry, Site, Unit, UnitVersion, User
-from giaoban.types import Id, Line, Secret
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date_only(value: object) -> object:
-    """Accept a date only as ``YYYY-MM-DD`` (what the OpenAPI document promises).
-
-    Pydantic's lax mode would also read ``0`` or ``"0"`` as a Unix time and take datetimes, so a
-    malformed date would silently become 1970-01-01.
-    """
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-        return date.fromisoformat(value)
-    raise ValueError("Ngày phải có dạng YYYY-MM-DD.")
-
-
-def _as_utc(value: datetime) -> datetime:
-    """The database keeps naive UTC; say so on the way out (RFC 3339 needs an offset)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-IsoDate = Annotated[date, BeforeValidator(_iso_date_only), Strict()]
-UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+from giaoban.types import Id, IsoDate, Line, Secret, UtcDateTime
 
 # Every text a person types is one line under the one text policy (giaoban.text, giaoban.types):
 # NFC, trimmed, no control or invisible-only content; the limits are the column sizes (models.py).
