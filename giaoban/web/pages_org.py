@@ -155,6 +155,7 @@ def site_submit(
     caller: SignedIn,
     site_id: int,
     csrf: FormStr = "",
+    fields: FormStr = "",
     name: OptionalForm = None,
     location: OptionalForm = None,
     contact_name: OptionalForm = None,
@@ -174,7 +175,10 @@ def site_submit(
         "tech_phone": tech_phone,
         "status": status,
     }
-    form = {k: v for k, v in sent.items() if v is not None}  # only the fields the page offered
+    # Only the fields the page offered: ``fields`` names them, so one left empty is cleared (the
+    # form layer reads an empty field as absent); without it, only the fields sent.
+    offered = [f for f in fields.split(",") if f in sent]
+    form = {k: sent[k] or "" for k in offered} | {k: v for k, v in sent.items() if v is not None}
     try:
         body = SiteUpdate.model_validate(form)
         with page_web(request, caller).tx() as tx:

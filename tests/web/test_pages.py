@@ -386,6 +386,18 @@ def test_site_operator_updates_own_contacts_only(client: TestClient, demo: Demo)
     assert r.status_code == 303 and r.headers["location"] == f"/sites/{own}?done=site"
     page = client.get(r.headers["location"], headers=HTML).text
     assert "Trần Văn B" in page and "Đã lưu thông tin điểm cầu." in page
+    # The form as the page sends it, the phone emptied: the phone is cleared, the rest kept.
+    offered = re.search(r'name="fields" value="([^"]*)"', page)
+    assert offered is not None and "tech_phone" in offered.group(1).split(",")
+    r = client.post(
+        f"/sites/{own}",
+        data={"csrf": csrf, "fields": offered.group(1), "tech_name": "Trần Văn B", "tech_phone": ""},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    with demo.ctx.db.session() as session:
+        kept = session.execute(select(Site.tech_name, Site.tech_phone).where(Site.id == own)).one()
+    assert tuple(kept) == ("Trần Văn B", "")
     r = client.post(f"/sites/{own}", data={"csrf": csrf, "name": "Tên khác"}, headers=HTML)
     assert r.status_code in (400, 403) and "name" in r.text  # a crafted form: the field is named
     with demo.ctx.db.session() as session:
