@@ -21,9 +21,9 @@ def _open_meeting(ctx: Any, live: bool = False) -> tuple[int, list[tuple[str, in
     from sqlalchemy import select
 
     from giaoban.audit.log import Actor
-    from giaoban.conference import meetings as svc
-    from giaoban.conference.lifecycle import MeetingStatus
     from giaoban.context import Tx
+    from giaoban.meetings import scheduling as svc
+    from giaoban.meetings.lifecycle import MeetingStatus
     from giaoban.org.models import Site, Unit, User
 
     with ctx.db.session() as s:

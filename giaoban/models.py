@@ -1,8 +1,8 @@
 """Every table, imported in one place so Alembic and ``create_all`` see the whole schema."""
 
 from giaoban.audit.models import AuditEntry, AuditHead
-from giaoban.conference.models import AgendaItem, Invitation, Meeting, MeetingRecord
 from giaoban.db import Base
+from giaoban.meetings.models import AgendaItem, Invitation, Meeting, MeetingRecord
 from giaoban.org.models import (
     AuthSession,
     LoginAttempt,

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from giaoban.thresholds import Thresholds
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GIAOBAN_", extra="ignore")
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
     )
 
     # The control room's colours and alerts (docs/operations.md): ``loss_alert=12,rtt_alert=900`` or a
-    # JSON object; names are those of giaoban.conference.quality.Thresholds.
+    # JSON object; names are those of giaoban.thresholds.Thresholds.
     quality_thresholds: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description="Overrides of the control room's thresholds."
     )
@@ -72,7 +74,6 @@ class Settings(BaseSettings):
     @field_validator("quality_thresholds", mode="before")
     @classmethod
     def _parse_thresholds(cls, value: Any) -> Any:
-        from giaoban.conference.quality import Thresholds
 
         if isinstance(value, str):
             text = value.strip()

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from giaoban.conference.models import AgendaItem, Meeting
+from giaoban.meetings.models import AgendaItem, Meeting
 from giaoban.org.models import RosterEntry, Site, Unit, UnitVersion, User
 from giaoban.text import TextError, clean_line, clean_text
 

@@ -8,7 +8,7 @@ Janus announces the feed's new streams (the room's ``publishers`` event).
 
 It listens on its own handle joined to the room as a publisher that never publishes: such a participant
 receives every ``publishers`` / ``unpublished`` / ``leaving`` announcement of the room (a subscriber
-handle does not). The conference layer owns the policy (who may speak) and calls :meth:`mute` /
+handle does not). The live layer (``giaoban.live``) owns the policy (who may speak) and calls :meth:`mute` /
 :meth:`unmute`; the keeper only makes it stick.
 
 Between Janus announcing the new streams and the re-applied ``moderate`` taking effect, the site's audio

@@ -124,7 +124,7 @@ def render_janus_config(
     if not settings.api_secret or not settings.admin_secret:
         raise ValueError("api_secret and admin_secret must be set (use load_janus_settings)")
     lib_dir = find_lib_dir(settings)
-    # echotest: the sites' tech check loops their media back through Janus (giaoban.conference.techcheck).
+    # echotest: the sites' tech check loops their media back through Janus (giaoban.live.techcheck).
     plugins = list(dict.fromkeys(["videoroom", "echotest", *settings.extra_plugins]))
     general: dict[str, JcfgValue] = {
         "configs_folder": str(conf_dir),

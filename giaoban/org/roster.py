@@ -1,7 +1,8 @@
 """A unit's delegate roster ("danh sách đại biểu thường trực"): the people it usually sends to briefings.
 
 Full name, position, optional phone, an active flag and the unit's own order. The site's check-in
-form (``giaoban/web/static/js/room.js``) offers the active entries as checkboxes. The later member
+form (``giaoban/web/static/js/room.js``) offers the active entries as checkboxes
+(``giaoban.meetings.checkin``: the org domain knows nothing of meetings). The later member
 database can fill or replace this list; entries are deactivated rather than deleted, so a past
 check-in that named someone keeps its meaning.
 
@@ -15,24 +16,21 @@ Every change writes an audit entry in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from giaoban.conference.models import Invitation, Meeting, MeetingRecord
 from giaoban.context import Tx
 from giaoban.errors import Conflict, DomainError, Forbidden, NotFound
 from giaoban.org.access import Perm, Principal
 from giaoban.org.models import Role, RosterEntry, Site, Unit
-from giaoban.text import check_line, nfc, search_key
+from giaoban.text import check_line, search_key
 
 MAX_ENTRIES = 300  # per unit: a briefing room, not a membership register
 # The column sizes of RosterEntry; each field is one line under giaoban.text's policy.
 FIELD_LIMITS = {"full_name": 200, "position": 200, "phone": 50}
 FIELD_LABELS = {"full_name": "Họ tên đại biểu", "position": "Chức vụ", "phone": "Điện thoại"}
-RECENT_MEETINGS = 10  # how far back the check-in form looks for the site's last check-in
 
 
 def entry_snapshot(entry: RosterEntry) -> dict[str, Any]:
@@ -210,57 +208,6 @@ def reorder(tx: Tx, unit_id: int, ids: Sequence[int]) -> list[RosterEntry]:
     tx.session.flush()
     tx.record("roster.reorder", "unit", unit_id, before={"order": current}, after={"order": list(ids)})
     return [by_id[i] for i in ids]
-
-
-# --- the check-in form ----------------------------------------------------------------------------
-
-
-@dataclass
-class CheckinChoices:
-    """What a site's check-in form offers: its unit's active roster, and which entries were named
-    at the site's last check-in (in any of its recent meetings)."""
-
-    unit_id: int
-    entries: list[RosterEntry]
-    ticked: list[int]
-
-
-def last_checkin_names(session: Session, site_id: int) -> list[str]:
-    """The names of the site's latest check-in among its last ``RECENT_MEETINGS`` meetings."""
-    meetings = (
-        select(Meeting.id)
-        .join(Invitation, Invitation.meeting_id == Meeting.id)
-        .where(Invitation.site_id == site_id)
-        .order_by(Meeting.starts_at.desc())
-        .limit(RECENT_MEETINGS)
-    )
-    ids = list(session.execute(meetings).scalars())
-    host = select(Meeting.id).where(Meeting.host_site_id == site_id).order_by(Meeting.starts_at.desc())
-    ids += list(session.execute(host.limit(RECENT_MEETINGS)).scalars())
-    if not ids:
-        return []
-    row = session.execute(
-        select(MeetingRecord.data)
-        .where(
-            MeetingRecord.meeting_id.in_(ids),
-            MeetingRecord.kind == "checkin",
-            MeetingRecord.site_id == site_id,
-        )
-        .order_by(MeetingRecord.at.desc(), MeetingRecord.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    names = row.get("names", []) if isinstance(row, dict) else []
-    return [nfc(str(n)) for n in names if isinstance(n, str)]
-
-
-def checkin_choices(session: Session, site_id: int) -> CheckinChoices:
-    site = session.get(Site, site_id)
-    if site is None:
-        raise NotFound(f"Không có điểm cầu mã số {site_id}.", code="site_not_found")
-    entries = list_entries(session, site.unit_id, active=True)
-    named = {search_key(n) for n in last_checkin_names(session, site_id)} if entries else set()
-    ticked = [e.id for e in entries if e.full_name_key in named]
-    return CheckinChoices(site.unit_id, entries, ticked)
 
 
 def roster_unit(session: Session, p: Principal, unit_id: int, *, edit: bool = False) -> Unit:

@@ -16,14 +16,15 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from giaoban import __version__
-from giaoban.conference.hub import Hub
-from giaoban.conference.quality import QualityMonitor, Thresholds
-from giaoban.conference.stage import stage_factory
 from giaoban.context import AppContext
 from giaoban.errors import DomainError
+from giaoban.live.hub import Hub
+from giaoban.live.quality import QualityMonitor
+from giaoban.live.stage import stage_factory
 from giaoban.media.service import MediaService
 from giaoban.media.turn import TurnService
 from giaoban.settings import Settings, get_settings
+from giaoban.thresholds import Thresholds
 from giaoban.web.api import audit as audit_api
 from giaoban.web.api import auth as auth_api
 from giaoban.web.api import io as io_api

@@ -20,7 +20,7 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
-from giaoban.conference.quality import LEVELS, OPEN_STATUSES
+from giaoban.live.quality import LEVELS, OPEN_STATUSES
 
 router = APIRouter(include_in_schema=False)
 

@@ -2,8 +2,8 @@
 errors into pages, rendering with the reader's language, who is signed in, form helpers.
 
 Pages parse forms, check the CSRF token, call a domain function (``giaoban.org``,
-``giaoban.conference``: the same functions the JSON API calls, which hold every rule of who may see
-or change what) and render. Forms are plain HTML posts answered with a redirect
+``giaoban.meetings``, ``giaoban.live``: the same functions the JSON API calls, which hold every
+rule of who may see or change what) and render. Forms are plain HTML posts answered with a redirect
 (post/redirect/get). Pages never import the JSON API (tests/web/test_layers.py).
 
 Before a session exists the login form is protected by a signed double-submit cookie; after login

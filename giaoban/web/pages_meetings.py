@@ -1,8 +1,8 @@
 """Pages of the briefings ("hội nghị"): list, schedule form, detail with lifecycle buttons, a
 site's room and the chair/operator console.
 
-These pages parse forms, check the CSRF token and call ``giaoban.conference.service`` (the
-functions the meetings API calls too, authorizing through ``giaoban.conference.access``), so the
+These pages parse forms, check the CSRF token and call ``giaoban.meetings.service`` (the
+functions the meetings API calls too, authorizing through ``giaoban.meetings.access``), so the
 role, site and meeting checks are the same code for both. The room and the console are ES modules speaking the live protocol
 (docs/protocol.md) over one WebSocket per tab.
 """
@@ -17,13 +17,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from giaoban.conference import meetings as svc
-from giaoban.conference import service
-from giaoban.conference.access import MANAGE_ROLES, MeetingAccess, meeting_access
-from giaoban.conference.lifecycle import STATUS_LABELS_VI, MeetingStatus
-from giaoban.conference.live import LATE_AFTER_SECONDS
-from giaoban.conference.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.errors import DomainError, Forbidden, NotFound
+from giaoban.live import service as live_service
+from giaoban.live.state import LATE_AFTER_SECONDS
+from giaoban.meetings import scheduling as svc
+from giaoban.meetings import service
+from giaoban.meetings.access import MANAGE_ROLES, MeetingAccess, meeting_access
+from giaoban.meetings.lifecycle import STATUS_LABELS_VI, MeetingStatus
+from giaoban.meetings.schemas import MeetingDetail, MeetingIn, StatusIn
 from giaoban.text import check_text, search_key
 from giaoban.types import EARLIEST_DAY, LATEST_DAY
 from giaoban.web.deps import Caller, Web, get_ctx
@@ -414,7 +415,7 @@ async def meeting_status(
         body = StatusIn.model_validate({"status": status})
     except ValidationError:
         raise DomainError(N_("Trạng thái không hợp lệ."), code="invalid_status") from None
-    await service.change_status(
+    await live_service.change_status(
         get_ctx(request), request.app.state.hub, caller.principal, meeting_id, body.status
     )
     raise Redirect(f"/meetings/{meeting_id}?done={body.status}")
@@ -430,7 +431,7 @@ def meeting_ics(request: Request, caller: SignedIn, meeting_id: int) -> Response
 @router.get("/meetings/{meeting_id:int}/attendance.xlsx")
 async def meeting_attendance(request: Request, caller: SignedIn, meeting_id: int) -> Response:
     hub = request.app.state.hub
-    data = await service.attendance_xlsx(get_ctx(request), hub, caller.principal, meeting_id)
+    data = await live_service.attendance_xlsx(get_ctx(request), hub, caller.principal, meeting_id)
     return xlsx_response(data, meeting_id)
 
 
@@ -516,7 +517,7 @@ async def control_page(request: Request, caller: SignedIn, meeting_id: int) -> R
     )
 
 
-# --- tech check ("kiểm tra kỹ thuật", giaoban.conference.techcheck) ---------------------------
+# --- tech check ("kiểm tra kỹ thuật", giaoban.live.techcheck) ---------------------------
 
 
 @router.get("/meetings/{meeting_id:int}/techcheck")
@@ -530,7 +531,9 @@ async def techcheck_page(request: Request, caller: SignedIn, meeting_id: int, si
     site_id = form_int(site, 0, 0, 2**31 - 1)
     if not site_id and not access.console and len(access.sites_as_site) == 1:
         site_id = next(iter(access.sites_as_site))
-    readiness = await service.readiness(get_ctx(request), request.app.state.hub, caller.principal, meeting_id)
+    readiness = await live_service.readiness(
+        get_ctx(request), request.app.state.hub, caller.principal, meeting_id
+    )
     context: dict[str, Any] = {
         "m": detail,
         "statuses": {k: _(v) for k, v in STATUS_LABELS.items()},
@@ -560,5 +563,5 @@ async def techcheck_request(
     if not target:
         raise DomainError(N_("Chưa chọn điểm cầu."), code="invalid_site")
     hub = request.app.state.hub
-    await service.request_techcheck(get_ctx(request), hub, caller.principal, meeting_id, target)
+    await live_service.request_techcheck(get_ctx(request), hub, caller.principal, meeting_id, target)
     raise Redirect(f"/meetings/{meeting_id}/techcheck?done=requested")

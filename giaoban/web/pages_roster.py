@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from giaoban.meetings import checkin
 from giaoban.org import roster as svc
 from giaoban.org.models import Unit
 from giaoban.org.schemas import entry_out
@@ -47,7 +48,7 @@ def checkin_roster(request: Request, caller: Caller, site_id: int) -> dict[str, 
     when the caller may edit the roster."""
     w = Web(get_ctx(request), caller)
     with w.read() as session:
-        choices = svc.checkin_choices(session, site_id)
+        choices = checkin.checkin_choices(session, site_id)
         unit = session.get(Unit, choices.unit_id)
         editable = unit is not None and unit.valid_to is None and svc.may_edit(session, w.principal, unit)
         return {

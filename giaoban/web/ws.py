@@ -10,8 +10,8 @@ from typing import cast
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
-from giaoban.conference import protocol as p
-from giaoban.conference.hub import CloseConnection, Hub, Peer
+from giaoban.live import protocol as p
+from giaoban.live.hub import CloseConnection, Hub, Peer
 from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
 from giaoban.web.origin import same_origin

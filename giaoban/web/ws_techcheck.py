@@ -14,9 +14,9 @@ from typing import Any, cast
 import anyio
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
-from giaoban.conference.access import meeting_access
-from giaoban.conference.lifecycle import MeetingStatus
-from giaoban.conference.techcheck import ECHO_MAX_SECONDS, EchoError, EchoSession
+from giaoban.live.techcheck import ECHO_MAX_SECONDS, EchoError, EchoSession
+from giaoban.meetings.access import meeting_access
+from giaoban.meetings.lifecycle import MeetingStatus
 from giaoban.web.api.common import PathId
 from giaoban.web.deps import get_ctx, resolve_caller
 from giaoban.web.origin import same_origin

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from giaoban.audit.log import Actor
-from giaoban.conference import meetings as svc
-from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.context import Tx
+from giaoban.meetings import scheduling as svc
+from giaoban.meetings.lifecycle import MeetingStatus
 from giaoban.org.models import Site, Unit, User
 from tests.conftest import Demo, in_ci
 from tests.lab.fixtures import CHROMIUM, SiteNamespace

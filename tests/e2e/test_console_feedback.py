@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select
 
 from giaoban.audit.log import Actor
-from giaoban.conference import meetings as svc
-from giaoban.conference.lifecycle import MeetingStatus
-from giaoban.conference.live import LATE_AFTER_SECONDS
 from giaoban.context import Tx
 from giaoban.lab.client import LiveClient
+from giaoban.live.state import LATE_AFTER_SECONDS
+from giaoban.meetings import scheduling as svc
+from giaoban.meetings.lifecycle import MeetingStatus
 from giaoban.org.models import Site, Unit, User
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.test_briefing import Tabs, shot

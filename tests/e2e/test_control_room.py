@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from giaoban.lab.serve import Served
 from giaoban.org.models import Site
-from tests.conference.test_media_janus import Tab, open_meeting, publish
 from tests.conftest import DEMO_PASSWORD, Demo
 from tests.e2e.helpers import ARTIFACTS, join_room
 from tests.e2e.test_briefing import Tabs, shot, wait_for
+from tests.live.test_media_janus import Tab, open_meeting, publish
 
 pytestmark = [pytest.mark.browser, pytest.mark.janus]
 pytest.importorskip("aiortc")

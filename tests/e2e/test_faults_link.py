@@ -68,9 +68,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from giaoban.conference.layers import TOP_LAYER
 from giaoban.context import AppContext
 from giaoban.lab.serve import serve_with_media
+from giaoban.live.layers import TOP_LAYER
 from tests.conftest import Demo
 from tests.e2e.helpers import (
     ARTIFACTS,

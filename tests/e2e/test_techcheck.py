@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from giaoban.conference.hub import Hub
-from giaoban.conference.lifecycle import MeetingStatus
 from giaoban.lab.serve import Served
+from giaoban.live.hub import Hub
+from giaoban.meetings.lifecycle import MeetingStatus
 from tests.conftest import Demo
 from tests.e2e.helpers import briefing_meeting
 from tests.e2e.test_briefing import Tabs, shot

@@ -1,5 +1,5 @@
 """MediaService readiness after a reconnect (no Janus: a fake client). A room's recovery waits for
-``ready`` (giaoban/conference/hub.py ``_recover``), so it must be false while the losses are being
+``ready`` (giaoban/live/hub.py ``_recover``), so it must be false while the losses are being
 reported and true only once the control session is rebuilt — also when rebuilding it failed at first."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from giaoban.media.turn import (
     render_turnserver_conf,
     write_turnserver_conf,
 )
-from tests.conference.test_ws import meeting, open_tab  # noqa: F401  (meeting is a fixture)
+from tests.live.test_ws import meeting, open_tab  # noqa: F401  (meeting is a fixture)
 
 
 class _Settings(TurnSettings):

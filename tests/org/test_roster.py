@@ -16,11 +16,12 @@ from sqlalchemy import select
 
 from giaoban.audit.log import Actor
 from giaoban.audit.models import AuditEntry
-from giaoban.conference import meetings as meeting_svc
-from giaoban.conference.models import MeetingRecord
-from giaoban.conference.protocol import CheckIn, parse
 from giaoban.context import AppContext, Tx
 from giaoban.errors import Conflict, DomainError, NotFound
+from giaoban.live.protocol import CheckIn, parse
+from giaoban.meetings import checkin
+from giaoban.meetings import scheduling as meeting_svc
+from giaoban.meetings.models import MeetingRecord
 from giaoban.models import Base
 from giaoban.org import roster as svc
 from giaoban.org import units
@@ -232,14 +233,14 @@ def test_checkin_choices_tick_the_last_checkin(demo: Demo) -> None:
     c = act(ctx, svc.add_entry, hanoi, full_name="Lê Văn Cường")
     act(ctx, svc.deactivate_entry, hanoi, c.id)
     with ctx.db.session() as s:
-        fresh = svc.checkin_choices(s, site)
+        fresh = checkin.checkin_choices(s, site)
         assert [e.id for e in fresh.entries] == [a.id, b.id] and fresh.ticked == []
     older, newer = _meeting_with(demo, ("01",), 14), _meeting_with(demo, ("01", "79"), 7)
     _checkin(demo, older, site, 1000.0, ["Trần Thị Bình"])
     _checkin(demo, newer, site, 2000.0, [NFD, "Lê Văn Cường", "Khách mời"])
     _checkin(demo, newer, site_of(demo, "79"), 3000.0, ["Trần Thị Bình"], seq=2)  # another site's
     with ctx.db.session() as s:
-        choices = svc.checkin_choices(s, site)
+        choices = checkin.checkin_choices(s, site)
     # The latest check-in of this site, matched by name whatever its form; inactive ones not offered.
     assert choices.unit_id == hanoi and choices.ticked == [a.id]
 

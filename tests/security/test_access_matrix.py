@@ -34,10 +34,10 @@ from sqlalchemy import select
 
 from giaoban.audit.log import AuditLog
 from giaoban.audit.models import AuditEntry
-from giaoban.conference import meetings as meeting_svc
-from giaoban.conference.models import Invitation, Meeting
 from giaoban.context import AppContext
 from giaoban.db import Database
+from giaoban.meetings import scheduling as meeting_svc
+from giaoban.meetings.models import Invitation, Meeting
 from giaoban.org.access import ROLE_PERMS, SITE_PINNED
 from giaoban.org.models import RoleAssignment, Site, Unit, User
 from giaoban.settings import Settings
@@ -192,7 +192,7 @@ class AnyOf:
         return " or ".join(map(str, self.needs))
 
 
-# --- meetings: who may do what is written out here too (never read from giaoban.conference.access)
+# --- meetings: who may do what is written out here too (never read from giaoban.meetings.access)
 
 CONSOLE = frozenset({"admin", "central_operator", "chair", "secretary"})  # the control room
 MANAGE = frozenset({"admin", "central_operator"})  # schedule, invite, move through the lifecycle
@@ -886,8 +886,8 @@ def alert_ack(case: str) -> Callable[[World], Call]:
     """An open meeting with one alert in its log (a dropped host site): the console acknowledges it."""
 
     def build(w: World) -> Call:
-        from giaoban.conference.lifecycle import MeetingStatus
-        from giaoban.conference.models import MeetingRecord
+        from giaoban.meetings.lifecycle import MeetingStatus
+        from giaoban.meetings.models import MeetingRecord
 
         mid = new_meeting(w, case)
         host = meeting_facts(w, mid).host_site_id

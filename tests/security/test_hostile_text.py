@@ -25,7 +25,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.utils.exceptions import IllegalCharacterError
 from sqlalchemy import select
 
-from giaoban.conference.models import Meeting
+from giaoban.meetings.models import Meeting
 from giaoban.org.models import RosterEntry, Site, Unit, User
 from giaoban.tabular import FORMULA_START
 from giaoban.text import TextError, clean_line, clean_text

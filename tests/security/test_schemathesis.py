@@ -63,7 +63,7 @@ def _ends_after_start(body: dict[str, Any]) -> bool:
     """A meeting ends after it starts, at most a day later (naive times are Vietnam's local time)."""
     from datetime import datetime
 
-    from giaoban.conference.meetings import MAX_DURATION
+    from giaoban.meetings.scheduling import MAX_DURATION
     from giaoban.types import to_instant
 
     try:

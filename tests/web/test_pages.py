@@ -729,7 +729,7 @@ def _page_form_routes(client: TestClient) -> list[tuple[str, list[str]]]:
 def test_every_page_form_with_fields_missing_or_wrong_gets_no_server_error(
     client: TestClient, demo: Demo
 ) -> None:
-    from tests.conference.test_techcheck import _meeting
+    from tests.live.test_techcheck import _meeting
 
     meeting, _, _ = _meeting(demo)
     target = user_by_name(demo, "chutri").id

@@ -1,7 +1,7 @@
 """/api/v1/meetings: schedule briefings, invite sites, move them through their lifecycle.
 
-Each route parses the request, calls one function of ``giaoban.conference.service`` (which
-authorizes through ``giaoban.conference.access``) and renders its answer.
+Each route parses the request, calls one function of ``giaoban.meetings.service`` (which
+authorizes through ``giaoban.meetings.access``) and renders its answer.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from giaoban.conference import service, techcheck
-from giaoban.conference.schemas import InviteIn, MeetingDetail, MeetingIn, MeetingOut, StatusIn
+from giaoban.live import service as live_service
+from giaoban.live import techcheck
+from giaoban.meetings import service
+from giaoban.meetings.schemas import InviteIn, MeetingDetail, MeetingIn, MeetingOut, StatusIn
 from giaoban.web.api.common import ERRORS, ApiRoute, Limit, Offset, PathId
 from giaoban.web.deps import Web, web
 from giaoban.web.downloads import ics_response, xlsx_response
@@ -55,7 +57,9 @@ def set_invitations(w: Annotated[Web, Depends(web)], meeting_id: PathId, body: I
 async def change_status(
     request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId, body: StatusIn
 ) -> MeetingOut:
-    return await service.change_status(w.ctx, request.app.state.hub, w.principal, meeting_id, body.status)
+    return await live_service.change_status(
+        w.ctx, request.app.state.hub, w.principal, meeting_id, body.status
+    )
 
 
 @router.get("/{meeting_id}/ics", summary="The meeting as an iCalendar file", response_class=Response)
@@ -67,7 +71,7 @@ def meeting_ics(w: Annotated[Web, Depends(web)], meeting_id: PathId) -> Response
 
 @router.get("/{meeting_id}/attendance.xlsx", summary="Roll call as a spreadsheet", response_class=Response)
 async def attendance_xlsx(request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId) -> Response:
-    data = await service.attendance_xlsx(w.ctx, request.app.state.hub, w.principal, meeting_id)
+    data = await live_service.attendance_xlsx(w.ctx, request.app.state.hub, w.principal, meeting_id)
     return xlsx_response(data, meeting_id)
 
 
@@ -80,7 +84,7 @@ async def attendance_xlsx(request: Request, w: Annotated[Web, Depends(web)], mee
     summary="Tech check readiness of the sites I can see (all of them from the console)",
 )
 async def get_readiness(request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId) -> Any:
-    return await service.readiness(w.ctx, request.app.state.hub, w.principal, meeting_id)
+    return await live_service.readiness(w.ctx, request.app.state.hub, w.principal, meeting_id)
 
 
 @router.post(
@@ -96,7 +100,7 @@ async def submit_techcheck(
     body: techcheck.TechCheckIn,
 ) -> Any:
     hub = request.app.state.hub
-    return await service.submit_techcheck(w.ctx, hub, w.principal, meeting_id, site_id, body)
+    return await live_service.submit_techcheck(w.ctx, hub, w.principal, meeting_id, site_id, body)
 
 
 @router.post(
@@ -108,4 +112,4 @@ async def request_techcheck(
     request: Request, w: Annotated[Web, Depends(web)], meeting_id: PathId, site_id: PathId
 ) -> Any:
     hub = request.app.state.hub
-    return await service.request_techcheck(w.ctx, hub, w.principal, meeting_id, site_id)
+    return await live_service.request_techcheck(w.ctx, hub, w.principal, meeting_id, site_id)

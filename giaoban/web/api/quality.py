@@ -2,7 +2,7 @@
 
 Only the meeting's control room (chair, secretary, central operator, admin over the organizing unit)
 reads it; a meeting outside the caller's scope is 404, a meeting they see only as a site is 403.
-The figures are the quality monitor's (``giaoban.conference.quality``); see docs/operations.md.
+The figures are the quality monitor's (``giaoban.live.quality``); see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from giaoban.conference.access import MeetingAccess, meeting_access
-from giaoban.conference.live import LiveError, Record
-from giaoban.conference.quality import OPEN_STATUSES, QualityMonitor
 from giaoban.errors import Conflict, Forbidden, NotFound
+from giaoban.live.quality import OPEN_STATUSES, QualityMonitor
+from giaoban.live.state import LiveError, Record
+from giaoban.meetings.access import MeetingAccess, meeting_access
 from giaoban.types import UtcDateTime
 from giaoban.web.api.common import ERRORS, ApiRoute, PathId
 from giaoban.web.deps import Web, web

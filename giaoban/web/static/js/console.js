@@ -162,7 +162,7 @@ function badge(text, kind) {
   return el("span", { class: `badge badge-${kind}` }, text);
 }
 
-/** The wall's order, as the server pages it (giaoban.conference.order.wall_order): the host, the
+/** The wall's order, as the server pages it (giaoban.meetings.order.wall_order): the host, the
  * floor holders, the sites sending a picture, then the others, each group in the meeting's order. */
 function wallOrder(state) {
   const holders = new Set(state.floor.holders.map((h) => h.site_id));
@@ -368,7 +368,7 @@ $("max-holders")?.addEventListener("change", (event) => act("floor.config", { ma
 // ---- roll call -------------------------------------------------------------------------------
 
 function renderRoll(state) {
-  // The server's one partition of the invited sites (giaoban/conference/attendance.py): on time +
+  // The server's one partition of the invited sites (giaoban/live/attendance.py): on time +
   // late + absent + left = invited, the same totals as the attendance sheet.
   const counts = state.rollCall;
   const absent = state.order.map((id) => state.site(id)).filter((site) => site?.attendance === "absent");

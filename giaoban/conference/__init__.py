@@ -1,1 +1,0 @@
-"""Meetings, floor control, attendance, chat (issue 4)."""

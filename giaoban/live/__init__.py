@@ -1,0 +1,1 @@
+"""The live meeting: the protocol, the live state, floor control, the hub, the Janus stage, quality."""

@@ -1,0 +1,1 @@
+"""Meetings: scheduling, invitations, the lifecycle, who may see and do what, the check-in form."""
